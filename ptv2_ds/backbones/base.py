@@ -1,0 +1,82 @@
+"""The interface between the toolkit and a backbone (Hugging Face encoder or GLM).
+
+An adapter owns everything backbone-specific: the tokenizer, the input layout (special tokens,
+position ids, masks), where prefixes enter attention and how the LM head scores tokens. Tasks
+hand it token ids; prompts and heads only ever see hidden states [B, S, H].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+from torch import nn
+
+from ..prompts import Prefix, PrefixShape
+
+
+class Backbone(nn.Module):
+    """Base class of backbone adapters. Subclasses set the attributes in ``__init__``."""
+
+    kind: str                 # "hf" or "glm"
+    name_or_path: str
+    tokenizer: object         # a Hugging Face tokenizer
+    prefix_shape: PrefixShape
+    hidden_size: int
+    max_positions: int        # real tokens (+ shallow prompt) a sequence may hold
+    has_lm_head: bool
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, ids_a: list[int], ids_b: list[int] | None, max_len: int,
+               cloze_template: str | None = None) -> dict:
+        """One example's features (python lists/ints). With a cloze template the features hold
+        ``mask_index``, the position whose LM logits score the label words."""
+        raise NotImplementedError
+
+    def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        """Pad a list of ``encode`` outputs into a batch of tensors."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor], prefix: Prefix | None = None,
+                prefix_mask: torch.Tensor | None = None,
+                input_prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states [B, S, H] of the real tokens.
+
+        Args:
+            prefix: per-layer deep-prompt keys/values (see ``DeepPrompt``).
+            prefix_mask: [B, P], 1 = prefix position visible.
+            input_prompt: [B, P, H] shallow prompt embeddings prepended to the input.
+        """
+        raise NotImplementedError
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits [N, V] for hidden states [N, H]."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What an artifact records about the backbone."""
+        s = self.prefix_shape
+        return {"kind": self.kind, "name_or_path": self.name_or_path,
+                "num_layers": s.num_layers, "num_heads": s.num_heads,
+                "hidden_size": self.hidden_size, "fingerprint": self.fingerprint()}
+
+    def fingerprint(self) -> str:
+        """A short hash identifying the backbone's configuration and weights.
+
+        Hashing every weight of a 10B model is too slow to do on each run, so this hashes the
+        configuration and the first rows of the word-embedding table: different checkpoints
+        of one architecture differ there too."""
+        emb = self.input_embeddings().weight
+        rows = emb[: min(64, emb.shape[0])].detach().float().cpu()
+        h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
+        h.update(rows.numpy().round(4).tobytes())
+        return h.hexdigest()[:16]
+
+    def input_embeddings(self) -> nn.Embedding:
+        raise NotImplementedError
+
+    def config_dict(self) -> dict:
+        raise NotImplementedError

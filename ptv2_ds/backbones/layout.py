@@ -1,0 +1,122 @@
+"""Token-level layout helpers shared by every backbone adapter."""
+from __future__ import annotations
+
+MASK_SLOT = "{mask}"
+
+
+def truncate_pair(ids_a: list[int], ids_b: list[int] | None, budget: int
+                  ) -> tuple[list[int], list[int] | None]:
+    """Drop tokens from the end of the longer segment until both fit in ``budget`` tokens."""
+    ids_a = list(ids_a)
+    ids_b = None if ids_b is None else list(ids_b)
+    if budget < 0:
+        raise ValueError("max sequence length leaves no room for the text")
+    while len(ids_a) + (len(ids_b) if ids_b else 0) > budget:
+        if ids_b and len(ids_b) > len(ids_a):
+            ids_b.pop()
+        else:
+            ids_a.pop()
+    return ids_a, ids_b
+
+
+def split_template(template: str) -> list[str]:
+    """Split a cloze template such as ``"{a} ? {mask} , {b}"`` into slots and literal text."""
+    parts, rest = [], template
+    while rest:
+        starts = [(rest.find(s), s) for s in ("{a}", "{b}", MASK_SLOT) if s in rest]
+        if not starts:
+            parts.append(rest)
+            break
+        pos, slot = min(starts)
+        if pos:
+            parts.append(rest[:pos])
+        parts.append(slot)
+        rest = rest[pos + len(slot):]
+    if parts.count(MASK_SLOT) != 1:
+        raise ValueError(f"cloze template {template!r} must contain {MASK_SLOT} exactly once")
+    return [p for p in parts if p.strip()]
+
+
+def render_cloze(template: str, ids_a: list[int], ids_b: list[int] | None, mask_id: int,
+                 encode_text, budget: int) -> tuple[list[int], int]:
+    """Fill a cloze template with token ids, truncating the longer text first.
+
+    Returns the token ids (no special tokens around them) and the index of the mask token.
+    ``encode_text`` turns a literal piece of the template into ids (no special tokens).
+    """
+    parts = split_template(template)
+    if "{b}" in parts and ids_b is None:
+        raise ValueError(f"cloze template {template!r} needs a second text but the task has one")
+    literal = {p: encode_text(p.strip()) for p in parts if p not in ("{a}", "{b}", MASK_SLOT)}
+    fixed = 1 + sum(len(ids) for ids in literal.values())
+    ids_a, ids_b = truncate_pair(ids_a, ids_b if "{b}" in parts else None, budget - fixed)
+    out: list[int] = []
+    mask_index = -1
+    for p in parts:
+        if p == "{a}":
+            out += ids_a
+        elif p == "{b}":
+            out += ids_b or []
+        elif p == MASK_SLOT:
+            mask_index = len(out)
+            out.append(mask_id)
+        else:
+            out += literal[p]
+    return out, mask_index
+
+
+class SpecialTokenLayout:
+    """Where a Hugging Face tokenizer puts its special tokens around one or two segments.
+
+    Transformers 5 dropped ``build_inputs_with_special_tokens`` from fast tokenizers, so we
+    read the layout once from the tokenizer itself: encode two short probe texts with special
+    tokens and split the result at the non-special runs. BERT gives ``[CLS] a [SEP] b [SEP]``
+    with token types 0/1; RoBERTa ``<s> a </s></s> b </s>``.
+    """
+
+    def __init__(self, tokenizer):
+        self.single = self._probe(tokenizer, pair=False)
+        self.pair = self._probe(tokenizer, pair=True)
+
+    @staticmethod
+    def _probe(tokenizer, pair: bool):
+        enc = tokenizer("a", "b" if pair else None, add_special_tokens=True,
+                        return_special_tokens_mask=True, return_token_type_ids=True)
+        ids, special = enc["input_ids"], enc["special_tokens_mask"]
+        types = enc.get("token_type_ids") or [0] * len(ids)
+        # regions: specials before segment 1, between, after; and each segment's token type
+        regions: list[list[int]] = [[]]
+        region_types: list[list[int]] = [[]]
+        seg_types: list[int] = []
+        inside = False
+        for tok, is_special, typ in zip(ids, special, types):
+            if is_special:
+                if inside:
+                    regions.append([])
+                    region_types.append([])
+                    inside = False
+                regions[-1].append(tok)
+                region_types[-1].append(typ)
+            elif not inside:
+                inside = True
+                seg_types.append(typ)
+        if len(seg_types) != (2 if pair else 1):
+            raise ValueError(f"could not read the special-token layout of {type(tokenizer).__name__}")
+        while len(regions) < len(seg_types) + 1:
+            regions.append([])
+            region_types.append([])
+        return regions, region_types, seg_types
+
+    def build(self, ids_a: list[int], ids_b: list[int] | None = None
+              ) -> tuple[list[int], list[int]]:
+        """Token ids and token-type ids with the special tokens in place."""
+        regions, region_types, seg_types = self.pair if ids_b is not None else self.single
+        segments = [ids_a] if ids_b is None else [ids_a, ids_b]
+        ids, types = list(regions[0]), list(region_types[0])
+        for seg, seg_type, region, rtypes in zip(segments, seg_types, regions[1:], region_types[1:]):
+            ids += seg + region
+            types += [seg_type] * len(seg) + rtypes
+        return ids, types
+
+    def num_special(self, pair: bool) -> int:
+        return sum(len(r) for r in (self.pair if pair else self.single)[0])

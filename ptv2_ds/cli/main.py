@@ -1,0 +1,115 @@
+"""``ptv2``: train, evaluate, predict and count parameters for P-Tuning v2 runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import config as cfg
+
+DESCRIPTION = """P-Tuning v2 (deep prompt tuning) on frozen encoders and GLM, with DeepSpeed.
+
+commands:
+  train    train prompts (and a head) for a task; writes OUT/metrics.json, OUT/artifact/,
+           OUT/tb/ (TensorBoard) and OUT/checkpoints/
+  eval     score an artifact on a labelled file; prints one JSON object of metrics
+  predict  write one JSON line per input row (label and class scores)
+  params   trainable / backbone parameter counts for a model and prompt setting
+
+Every option can also come from --config run.yaml; flags override the file.
+Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train ...
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ptv2", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cls, text in [
+        ("train", cfg.TrainArgs, "train a task with ptv2, prompt or finetune"),
+        ("eval", cfg.EvalArgs, "evaluate an artifact on labelled data"),
+        ("predict", cfg.PredictArgs, "predict labels for a data file with an artifact"),
+        ("params", cfg.ParamsArgs, "count trainable and backbone parameters"),
+    ]:
+        p = sub.add_parser(name, help=text, description=text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter
+                           if False else argparse.HelpFormatter)
+        cfg.add_arguments(p, cls)
+        # the DeepSpeed launcher appends --local_rank=N; the rank also comes from the env
+        p.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                       help=argparse.SUPPRESS)
+        p.set_defaults(args_class=cls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    args = cfg.build(ns.args_class, ns)
+    try:
+        return COMMANDS[ns.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        # user-facing failures (bad data, bad flags, missing files): a message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: cfg.TrainArgs) -> int:
+    from ..trainer import train
+
+    train(args)
+    return 0
+
+
+def cmd_eval(args: cfg.EvalArgs) -> int:
+    from ..inference import load_for_inference
+    from ..tasks import encode_examples, make_loader, read_task_file
+    from ..trainer import evaluate
+
+    model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
+    rows = read_task_file(task, args.data)
+    data = encode_examples(rows, task, model.backbone, args.max_seq_len or meta["max_seq_len"],
+                           meta.get("template"), show_progress=False)
+    metrics = evaluate(model, make_loader(data, model.backbone, args.batch_size), task, "cpu")
+    print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
+    return 0
+
+
+def cmd_predict(args: cfg.PredictArgs) -> int:
+    from ..inference import load_for_inference
+    from ..tasks import encode_examples, make_loader, read_task_file
+    from ..trainer import predict_logits
+
+    model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
+    rows = read_task_file(task, args.input, require_labels=False)
+    data = encode_examples(rows, task, model.backbone, args.max_seq_len or meta["max_seq_len"],
+                           meta.get("template"), show_progress=False)
+    logits, _ = predict_logits(model, make_loader(data, model.backbone, args.batch_size), "cpu",
+                               show_progress=True)
+    tmp = args.output + ".tmp"
+    with open(tmp, "w") as f:
+        for row_logits in logits:
+            f.write(json.dumps({"label": task.labels[int(row_logits.argmax())],
+                                "scores": [round(x, 6) for x in row_logits.tolist()]}) + "\n")
+    import os
+    os.replace(tmp, args.output)
+    print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_params(args: cfg.ParamsArgs) -> int:
+    from ..builder import build_model
+    from ..tasks import get_task
+
+    model = build_model(args, get_task("sst2"), num_classes=args.num_classes)
+    print(json.dumps({"model": args.model, "method": args.method, **model.parameter_counts()}))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "params": cmd_params}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Run configuration as data: one dataclass per command, turned into CLI flags and YAML keys.
+
+Every field becomes a ``--flag`` (underscores -> dashes) with its ``help`` text; a YAML file
+given with ``--config`` may set any of them (keys with dashes or underscores), and flags given
+on the command line override the file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+def opt(default, help: str, choices=None, flag_type=None):
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "type": flag_type})
+
+
+@dataclass
+class ModelArgs:
+    model: str = opt("sentence-transformers/all-MiniLM-L6-v2",
+                     "backbone: a local directory, a Hugging Face hub name (BERT/RoBERTa), "
+                     "or a GLM preset (glm-large, glm-2b, glm-10b, glm-10b-chinese)")
+    model_path: str | None = opt(None, "directory with the weights when --model is a GLM preset "
+                                       "(THUDM release directory or hub layout)")
+    method: str = opt("ptv2", "ptv2: deep prompts on a frozen backbone; prompt: input-layer "
+                              "prompt only (frozen); finetune: train everything",
+                      ["ptv2", "prompt", "finetune"])
+    prefix_len: int = opt(16, "prompt length P (prefix positions per layer for ptv2, prompt "
+                              "tokens for --method prompt)")
+    reparam: str = opt("embedding", "ptv2 prefix parameterisation: a plain table, or an MLP "
+                                    "over an embedding (collapsed to a table on export)",
+                       ["embedding", "mlp"])
+    prefix_hidden: int = opt(512, "inner width of the --reparam mlp prefix encoder")
+    prefix_dropout: float = opt(0.1, "dropout on the prefix keys/values while training")
+    prefix_layers: str = opt("all", "layers (0-based) that get a prefix: all, a range 16-23, a "
+                                    "list 0,5,11, or last:8; the others get none")
+    prompt_encoder: str = opt("none", "--method prompt only: none (Lester et al.), mlp or lstm "
+                                      "(P-tuning)", ["none", "mlp", "lstm"])
+    head: str = opt("linear", "linear: dropout + Linear on [CLS]; pooler: GLM's tanh-dense "
+                              "head; verbalizer: the backbone's LM head scores label words at "
+                              "a [MASK]", ["linear", "pooler", "verbalizer"])
+    verbalizer: str | None = opt(None, "comma-separated label words for --head verbalizer, in "
+                                       "label order (default: the task's)")
+    template: str | None = opt(None, "cloze template for --head verbalizer with {a}, {b} and "
+                                     "{mask} (default: the task's)")
+    head_dropout: float = opt(0.1, "dropout before the linear head")
+    gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass")
+
+
+@dataclass
+class DataArgs:
+    task: str = opt("sst2", "task name", ["sst2", "mnli", "rte", "boolq", "cb"])
+    train_file: str | None = opt(None, "local training file in the task's published format "
+                                       "(GLUE TSV / SuperGLUE JSONL); default: the hub data set")
+    validation_file: str | None = opt(None, "local dev file; default: carved from "
+                                            "--train-file, or the hub's validation split")
+    test_file: str | None = opt(None, "local unlabeled test file, predicted at the end of "
+                                      "training into OUT/test_predictions.jsonl")
+    dev_fraction: float = opt(0.1, "share of --train-file carved out as dev when no "
+                                   "--validation-file is given")
+    max_train_samples: int | None = opt(None, "use only the first N training rows (after the "
+                                              "dev carve)")
+    max_seq_len: int = opt(128, "tokens per example including special tokens; the longer "
+                                "segment is truncated first")
+
+
+@dataclass
+class TrainArgs(ModelArgs, DataArgs):
+    output_dir: str = opt("runs/ptv2", "where metrics.json, artifact/, tb/ and checkpoints/ go")
+    deepspeed: str = opt("ds_configs/cpu.json", "DeepSpeed JSON config; 'auto' values are "
+                                                "filled from these flags")
+    precision: str = opt("auto", "auto (as the DeepSpeed config says, else fp32), fp32, bf16 "
+                                 "or fp16 (GPU only)", ["auto", "fp32", "bf16", "fp16"])
+    batch_size: int = opt(32, "micro-batch size per device")
+    grad_accum: int = opt(1, "gradient accumulation steps")
+    lr: float | None = opt(None, "peak learning rate (default: 5e-3 ptv2, 1e-2 prompt, "
+                                 "2e-5 finetune)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    warmup_ratio: float = opt(0.0, "share of the optimizer steps used for linear warm-up; "
+                                   "the rate then decays linearly to 0")
+    epochs: float = opt(3.0, "training epochs (ignored when --max-steps is set)")
+    max_steps: int | None = opt(None, "optimizer steps to train (overrides --epochs)")
+    eval_every: int | None = opt(None, "evaluate every N optimizer steps (default: every epoch)")
+    eval_batch_size: int = opt(64, "batch size for evaluation")
+    log_every: int = opt(10, "write training scalars every N optimizer steps")
+    seed: int = opt(42, "random seed (data order, initialisation, dropout)")
+    resume: str = opt("auto", "auto: continue from the newest checkpoint in OUT/checkpoints if "
+                              "there is one; none: start fresh; or a checkpoint directory")
+    save_total_limit: int = opt(2, "checkpoints kept in OUT/checkpoints")
+
+
+@dataclass
+class ParamsArgs(ModelArgs):
+    num_classes: int = opt(2, "classes of the linear head")
+
+
+@dataclass
+class EvalArgs:
+    artifact: str = opt(None, "artifact directory written by ptv2 train (OUT/artifact)")
+    data: str = opt(None, "labelled data file in the task's published format")
+    task: str | None = opt(None, "task (default: the artifact's)")
+    model: str | None = opt(None, "backbone (default: the one the artifact was trained on)")
+    model_path: str | None = opt(None, "weights directory for a GLM preset")
+    max_seq_len: int | None = opt(None, "default: the artifact's")
+    batch_size: int = opt(64, "evaluation batch size")
+
+
+@dataclass
+class PredictArgs:
+    artifact: str = opt(None, "artifact directory written by ptv2 train (OUT/artifact)")
+    input: str = opt(None, "data file in the task's published format (labels optional)")
+    output: str = opt("predictions.jsonl", "one JSON line per input row, in input order")
+    task: str | None = opt(None, "task (default: the artifact's)")
+    model: str | None = opt(None, "backbone (default: the one the artifact was trained on)")
+    model_path: str | None = opt(None, "weights directory for a GLM preset")
+    max_seq_len: int | None = opt(None, "default: the artifact's")
+    batch_size: int = opt(64, "prediction batch size")
+
+
+REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input")}
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per dataclass field. Defaults are left unset (None) on the parser so that
+    values from --config can be told apart from flags the user typed."""
+    parser.add_argument("--config", metavar="RUN.yaml",
+                        help="YAML file setting any of these options; flags override it")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        meta = f.metadata
+        default_text = "" if f.default is None else f" (default: {f.default})"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=meta["help"] + default_text)
+            continue
+        parser.add_argument(flag, dest=f.name, default=None, choices=meta.get("choices"),
+                            type=_type_of(f), metavar=None if meta.get("choices") else
+                            f.name.upper(), help=meta["help"] + default_text)
+
+
+def _type_of(f):
+    text = str(f.type)
+    if text.startswith("int"):
+        return int
+    if text.startswith("float"):
+        return float
+    return str
+
+
+def build(cls, namespace: argparse.Namespace):
+    """Defaults <- YAML file (--config) <- flags typed on the command line."""
+    values = {}
+    if getattr(namespace, "config", None):
+        values.update(read_yaml(namespace.config, cls))
+    for f in dataclasses.fields(cls):
+        typed = getattr(namespace, f.name, None)
+        if typed is not None:
+            values[f.name] = typed
+    missing = [name for name in REQUIRED.get(cls, ()) if values.get(name) is None]
+    if missing:
+        raise SystemExit("error: missing required option(s): " +
+                         ", ".join("--" + m.replace("_", "-") for m in missing))
+    return cls(**values)
+
+
+def read_yaml(path: str, cls) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SystemExit(f"error: {path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: {path}: expected a mapping of option names to values")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            raise SystemExit(f"error: {path}: unknown option {key!r} "
+                             f"(known: {', '.join(sorted(fields))})")
+        f = fields[name]
+        choices = f.metadata.get("choices")
+        if isinstance(value, (list, tuple)) and name in ("verbalizer", "prefix_layers"):
+            value = ",".join(str(v) for v in value)
+        if value is not None and _type_of(f) is not str and f.type not in ("bool", bool):
+            try:
+                value = _type_of(f)(value)
+            except (TypeError, ValueError):
+                raise SystemExit(f"error: {path}: option {key!r} must be a number, "
+                                 f"got {value!r}") from None
+        if choices and value not in choices:
+            raise SystemExit(f"error: {path}: option {key!r} must be one of {choices}, "
+                             f"got {value!r}")
+        out[name] = value
+    return out

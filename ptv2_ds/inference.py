@@ -1,0 +1,41 @@
+"""Rebuild a trained model from an artifact for ``ptv2 eval`` / ``ptv2 predict``."""
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+from .artifacts import load_artifact
+from .builder import build_model
+from .tasks import get_task
+
+
+def load_for_inference(artifact: str, task: str | None = None, model: str | None = None,
+                       model_path: str | None = None):
+    """(model in eval mode, artifact metadata, task) for an artifact directory.
+
+    The backbone defaults to the one recorded in the artifact; a different one is allowed
+    (e.g. the same weights in another directory) but a fingerprint mismatch is reported."""
+    meta, tensors = load_artifact(artifact)
+    task_obj = get_task(task or meta["task"])
+    if list(task_obj.labels) != meta["labels"]:
+        raise SystemExit(f"error: task {task_obj.name} has labels {list(task_obj.labels)} but "
+                         f"the artifact was trained on {meta['labels']}")
+    prompt, head, backbone = meta["prompt"], meta["head"], meta["backbone"]
+    args = SimpleNamespace(
+        model=model or backbone["model"],
+        model_path=model_path or backbone.get("model_path"),
+        method=meta["method"], prefix_len=prompt["prefix_len"], reparam="embedding",
+        prefix_hidden=prompt["prefix_hidden"], prefix_dropout=prompt["prefix_dropout"],
+        prefix_layers=",".join(map(str, prompt["prefix_layers"])) or "all",
+        prompt_encoder="none", head=head["type"], verbalizer=head["verbalizer"],
+        template=meta.get("template"), head_dropout=head["dropout"],
+        gradient_checkpointing=False)
+    net = build_model(args, task_obj, num_classes=len(meta["labels"]))
+    fingerprint = net.backbone.fingerprint()
+    if fingerprint != backbone["fingerprint"]:
+        print(f"[ptv2] warning: backbone {args.model} has fingerprint {fingerprint}, the "
+              f"artifact was trained on {backbone['name_or_path']} ({backbone['fingerprint']}); "
+              "results will differ from training", file=sys.stderr)
+    net.load_artifact_state(tensors)
+    net.eval()
+    return net, meta, task_obj

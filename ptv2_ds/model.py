@@ -1,0 +1,138 @@
+"""One ``nn.Module`` for every method: backbone + (deep or shallow) prompt + head.
+
+  ptv2      deep prompts in the selected layers, backbone frozen     (P-Tuning v2)
+  prompt    shallow prompt at the input layer only, backbone frozen  (Lester et al. / P-tuning)
+  finetune  no prompt, every parameter trains                        (fine-tuning baseline)
+
+The three differ only in which prompt exists and what ``requires_grad`` says, so the paper's
+comparisons are one flag apart and share the tasks, heads and trainer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .backbones import Backbone
+from .heads import build_head
+from .prompts import DeepPrompt, InputPrompt, parse_prefix_layers
+
+METHODS = ("ptv2", "prompt", "finetune")
+
+
+@dataclass
+class PromptSettings:
+    """The prompt half of a run's configuration (what an artifact must reproduce)."""
+
+    method: str = "ptv2"
+    prefix_len: int = 16
+    reparam: str = "embedding"
+    prefix_hidden: int = 512
+    prefix_dropout: float = 0.1
+    prefix_layers: str = "all"
+    prompt_encoder: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+
+
+class PromptedModel(nn.Module):
+    """Backbone + prompt + head. ``forward(batch)`` returns class logits [B, C]."""
+
+    def __init__(self, backbone: Backbone, settings: PromptSettings, num_classes: int,
+                 head: str = "linear", verbalizer: list[str] | None = None,
+                 head_dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.settings = settings
+        self.deep_prompt: DeepPrompt | None = None
+        self.input_prompt: InputPrompt | None = None
+        s = settings
+        if s.method == "ptv2":
+            layers = parse_prefix_layers(s.prefix_layers, backbone.prefix_shape.num_layers)
+            self.deep_prompt = DeepPrompt(backbone.prefix_shape, s.prefix_len, layers,
+                                          s.reparam, s.prefix_hidden, s.prefix_dropout)
+        elif s.method == "prompt":
+            self.input_prompt = InputPrompt(backbone.hidden_size, s.prefix_len, s.prompt_encoder)
+        self.head = build_head(head, backbone.hidden_size, num_classes, backbone=backbone,
+                               verbalizer=verbalizer, dropout=head_dropout)
+        # Frozen means frozen: no backbone parameter requires a gradient, so the optimizer
+        # (built from requires_grad parameters only) never sees them.
+        backbone.requires_grad_(s.method == "finetune")
+
+    def forward(self, batch: dict[str, torch.Tensor],
+                prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B = batch["input_ids"].shape[0]
+        prefix = self.deep_prompt(B) if self.deep_prompt is not None else None
+        input_prompt = self.input_prompt(B) if self.input_prompt is not None else None
+        hidden = self.backbone(batch, prefix=prefix, prefix_mask=prefix_mask,
+                               input_prompt=input_prompt)
+        return self.head(hidden, batch, self.backbone)
+
+    # ---- parameters and export -------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict:
+        """Trainable and backbone parameter counts; ratio = trainable / backbone (paper)."""
+        trainable = sum(_numel(p) for p in self.trainable_parameters())
+        backbone = sum(_numel(p) for p in self.backbone.parameters())
+        return {"trainable_params": trainable, "backbone_params": backbone,
+                "trainable_ratio": trainable / max(backbone, 1)}
+
+    @torch.no_grad()
+    def artifact_state(self) -> dict[str, torch.Tensor]:
+        """Prompt and head tensors only, every prompt collapsed to its table form.
+
+        For ``finetune`` the backbone changed too, so its weights are included."""
+        state: dict[str, torch.Tensor] = {}
+        if self.deep_prompt is not None:
+            state["deep_prompt.table"] = self.deep_prompt.collapsed_table()
+        if self.input_prompt is not None:
+            state["input_prompt.table"] = self.input_prompt.collapsed_table()
+        for name, tensor in self.head.state_dict().items():
+            state[f"head.{name}"] = tensor
+        if self.settings.method == "finetune":
+            for name, tensor in self.backbone.state_dict().items():
+                state[f"backbone.{name}"] = tensor
+        return {k: v.detach().float().cpu().contiguous() if v.is_floating_point()
+                else v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def collapse_prompts(self) -> None:
+        """Replace MLP/LSTM prompt encoders by the equivalent plain tables (for inference)."""
+        if self.deep_prompt is not None and self.deep_prompt.reparam != "embedding":
+            self.deep_prompt = self.deep_prompt.to_embedding_form()
+        if self.input_prompt is not None and self.input_prompt.encoder != "none":
+            self.input_prompt = self.input_prompt.to_embedding_form()
+
+    @torch.no_grad()
+    def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load tensors written by ``artifact_state`` (prompts must already be collapsed)."""
+        self.collapse_prompts()
+        own = {}
+        if self.deep_prompt is not None:
+            own["deep_prompt.table"] = self.deep_prompt.table
+        if self.input_prompt is not None:
+            own["input_prompt.table"] = self.input_prompt.table
+        for name, tensor in self.head.state_dict().items():
+            own[f"head.{name}"] = tensor
+        if self.settings.method == "finetune":
+            for name, tensor in self.backbone.state_dict().items():
+                own[f"backbone.{name}"] = tensor
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"artifact tensors do not match the model: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+        for name, target in own.items():
+            if tuple(state[name].shape) != tuple(target.shape):
+                raise ValueError(f"artifact tensor {name} has shape {tuple(state[name].shape)}, "
+                                 f"the model expects {tuple(target.shape)}")
+            target.copy_(state[name])
+
+
+def _numel(p: torch.Tensor) -> int:
+    """Element count, also for ZeRO-3 partitioned parameters (which report shape [0])."""
+    return int(getattr(p, "ds_numel", 0) or p.numel())

@@ -1,0 +1,5 @@
+"""Training on the DeepSpeed engine (also for one CPU process), evaluation and prediction."""
+from .evaluation import evaluate, predict_logits
+from .loop import train
+
+__all__ = ["evaluate", "predict_logits", "train"]

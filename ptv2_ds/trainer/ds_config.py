@@ -1,0 +1,77 @@
+"""Read a DeepSpeed JSON config and fill its "auto" values from the run's flags.
+
+Like the Hugging Face integration: the file states the strategy (ZeRO stage, offload, loss
+scaling), the command line states the run (batch size, learning rate, precision, where logs go).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def load_ds_config(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: DeepSpeed config not found: {path} "
+                         f"(ds_configs/ holds cpu.json, cpu_zero3.json, zero2_fp16.json, "
+                         f"zero3_fp16.json, zero3_offload_fp16.json)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: {path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def resolve_precision(config: dict, requested: str) -> str:
+    """The precision of the run: the flag unless 'auto', else what the config enables."""
+    if requested != "auto":
+        return requested
+    for name in ("bf16", "fp16"):
+        if config.get(name, {}).get("enabled") is True:
+            return name
+    return "fp32"
+
+
+def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_size: int,
+                   lr: float, weight_decay: float, precision: str, tb_dir: str | None) -> dict:
+    """A copy of ``config`` with every "auto" resolved; explicit values are kept, except the
+    precision sections, which follow ``precision`` when it is not 'auto'."""
+    c = json.loads(json.dumps(config))
+    precision = resolve_precision(c, precision)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    auto = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "gradient_clipping": 1.0,
+    }
+    for key, value in auto.items():
+        if c.get(key, "auto") == "auto":
+            c[key] = value
+    expected = c["train_micro_batch_size_per_gpu"] * c["gradient_accumulation_steps"] * world_size
+    if c["train_batch_size"] != expected:
+        raise ValueError(f"DeepSpeed config: train_batch_size {c['train_batch_size']} != micro "
+                         f"batch x accumulation x world size = {expected}")
+    for name in ("fp16", "bf16"):
+        section = c.setdefault(name, {})
+        section["enabled"] = precision == name
+    opt = c.get("optimizer")
+    if opt is not None:
+        params = opt.setdefault("params", {})
+        if params.get("lr", "auto") == "auto":
+            params["lr"] = lr
+        if params.get("weight_decay", "auto") == "auto":
+            params["weight_decay"] = weight_decay
+    tb = c.get("tensorboard")
+    if tb is not None:
+        if tb_dir is None:
+            tb["enabled"] = False
+        if tb.get("output_path", "auto") == "auto":
+            tb["output_path"] = tb_dir or ""
+    return c
+
+
+def zero_stage(config: dict) -> int:
+    return int(config.get("zero_optimization", {}).get("stage", 0))
