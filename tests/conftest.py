@@ -73,3 +73,28 @@ def sst2_tiny(tmp_path_factory) -> dict:
     (out / "train.tsv").write_text("\n".join(lines[:97]) + "\n")
     (out / "dev.tsv").write_text("\n".join([lines[0]] + lines[97:129]) + "\n")
     return {"train": str(out / "train.tsv"), "dev": str(out / "dev.tsv")}
+
+
+@pytest.fixture(scope="session")
+def tiny_glm_dir(tmp_path_factory) -> str:
+    """A tiny randomly initialised GLM in the hub layout (config.json + model.safetensors),
+    with GLM-10B's real GPT-2 BPE tokenizer (vocab 50304)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from glm.config import GLMConfig
+    from glm.model import GLMModel
+
+    out = tmp_path_factory.mktemp("tiny_glm")
+    config = GLMConfig(vocab_size=50304, hidden_size=32, num_layers=3, num_attention_heads=4,
+                       max_position_embeddings=128, embedding_dropout=0.0,
+                       attention_dropout=0.0, output_dropout=0.0, init_std=0.3,
+                       tokenizer="gpt2")
+    torch.manual_seed(0)
+    model = GLMModel(config)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out / "model.safetensors"))
+    (out / "config.json").write_text(json.dumps(config.to_dict()))
+    return str(out)

@@ -12,7 +12,7 @@ def truncate_pair(ids_a: list[int], ids_b: list[int] | None, budget: int
     if budget < 0:
         raise ValueError("max sequence length leaves no room for the text")
     while len(ids_a) + (len(ids_b) if ids_b else 0) > budget:
-        if ids_b and len(ids_b) > len(ids_a):
+        if ids_b and len(ids_b) >= len(ids_a):  # ties trim b, as transformers does
             ids_b.pop()
         else:
             ids_a.pop()
@@ -47,7 +47,9 @@ def render_cloze(template: str, ids_a: list[int], ids_b: list[int] | None, mask_
     parts = split_template(template)
     if "{b}" in parts and ids_b is None:
         raise ValueError(f"cloze template {template!r} needs a second text but the task has one")
-    literal = {p: encode_text(p.strip()) for p in parts if p not in ("{a}", "{b}", MASK_SLOT)}
+    # literal pieces keep their leading space: BPE vocabularies (RoBERTa, GLM) encode " ?"
+    # differently from "?"; WordPiece ignores it
+    literal = {p: encode_text(p.rstrip()) for p in parts if p not in ("{a}", "{b}", MASK_SLOT)}
     fixed = 1 + sum(len(ids) for ids in literal.values())
     ids_a, ids_b = truncate_pair(ids_a, ids_b if "{b}" in parts else None, budget - fixed)
     out: list[int] = []

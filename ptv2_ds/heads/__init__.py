@@ -1,7 +1,7 @@
 """Task heads that turn backbone hidden states [B, S, H] into class scores [B, C].
 
 ``linear``      dropout + a randomly initialised Linear on the first ([CLS]) token, the
-                paper's default (no verbalizer).
+                paper's default (no verbalizer). On GLM it means GLM's own head, ``pooler``.
 ``pooler``      GLM's fine-tuning head: tanh(Linear(H, H)) on [CLS] -> dropout -> Linear.
 ``verbalizer``  the backbone's own LM head scores one label word per class at the cloze
                 position (paper Table 5); it has no parameters of its own.
@@ -68,6 +68,8 @@ def verbalizer_token_ids(backbone, words: list[str]) -> list[int]:
 
 def build_head(kind: str, hidden_size: int, num_classes: int, *, backbone=None,
                verbalizer: list[str] | None = None, dropout: float = 0.1) -> nn.Module:
+    if kind == "linear" and getattr(backbone, "kind", None) == "glm":
+        kind = "pooler"  # GLM's own fine-tuning head is the tanh-dense pooler on [CLS]
     if kind == "linear":
         return LinearHead(hidden_size, num_classes, dropout)
     if kind == "pooler":

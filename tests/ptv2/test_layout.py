@@ -18,7 +18,7 @@ def test_split_template():
 
 
 def test_render_cloze_keeps_mask_when_truncating():
-    literal = {"?": [90], ",": [91]}
+    literal = {" ?": [90], " ,": [91]}
     ids, mask_index = render_cloze("{a} ? {mask} , {b}", [1, 2, 3, 4], [5, 6], 99,
                                    lambda text: literal[text], budget=7)
     assert ids == [1, 2, 90, 99, 91, 5, 6] and mask_index == 3

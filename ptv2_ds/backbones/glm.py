@@ -1,0 +1,167 @@
+"""GLM (THUDM) as a P-Tuning v2 backbone, through the standalone ``glm`` package.
+
+Input layouts follow GLM's own fine-tuning:
+  classification  ``[CLS] A [SEP] B <eos>``, fully bidirectional (sep = real length); the
+                  head reads [CLS].
+  cloze           ``[CLS] pattern-with-[MASK] <eos> <|startofpiece|>``: part A is the pattern
+                  (bidirectional), the sop token opens the span that fills the [MASK] (position
+                  = the mask's, block position 1); the LM logits at the sop token over the
+                  verbalizer words are the class scores.
+Deep prompts are passed to ``GLMModel`` as per-layer prefix keys/values.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..prompts import Prefix, PrefixShape
+from .base import Backbone
+from .layout import render_cloze
+
+RELEASE_MARKERS = ("latest_checkpointed_iteration.txt", "latest")
+
+
+def is_glm(model: str, model_path: str | None = None) -> bool:
+    """True for a GLM preset name or a directory holding a GLM checkpoint."""
+    from glm.config import PRESETS
+
+    if model in PRESETS:
+        return True
+    path = model_path or model
+    if not os.path.isdir(path):
+        return False
+    if any(os.path.isfile(os.path.join(path, m)) for m in RELEASE_MARKERS):
+        return True
+    config_file = os.path.join(path, "config.json")
+    if not os.path.isfile(config_file):
+        return False
+    with open(config_file) as f:
+        config = json.load(f)
+    return (config.get("model_type") == "glm"
+            or any("GLM" in a for a in config.get("architectures") or [])
+            or {"num_layers", "max_position_embeddings", "tokenizer"} <= set(config))
+
+
+class GLMBackbone(Backbone):
+    """A GLM model + its tokenizer behind the toolkit's backbone interface.
+
+    Args:
+        model: a preset name (``glm-large``, ``glm-2b``, ``glm-10b``, ``glm-10b-chinese``) or a
+            checkpoint directory.
+        model_path: the checkpoint directory when ``model`` is a preset (release or hub layout).
+        dtype: weight dtype to load (fp32 by default; DeepSpeed casts for fp16/bf16 runs).
+    """
+
+    kind = "glm"
+    has_lm_head = True
+
+    def __init__(self, model: str, model_path: str | None = None, dtype: str = "fp32",
+                 gradient_checkpointing: bool = False):
+        super().__init__()
+        from glm.checkpoint import from_pretrained
+        from glm.config import PRESETS
+        from glm.tokenization import load_glm_tokenizer
+
+        preset = model if model in PRESETS else None
+        path = model_path or (None if preset else model)
+        if path is None:
+            raise ValueError(f"--model {model} needs --model-path DIR with the weights (THUDM's "
+                             "release directory or the hub layout); see docs/glm.md")
+        self.name_or_path = path
+        self.model = from_pretrained(path, config=preset, dtype=dtype)
+        self.model.train()
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        c = self.model.config
+        tokenizer_dir = path if _has_tokenizer_files(path) else None
+        self.tokenizer = load_glm_tokenizer(c.tokenizer, tokenizer_dir,
+                                            model_max_length=c.max_position_embeddings)
+        self.hidden_size = c.hidden_size
+        self.prefix_shape = PrefixShape(c.num_layers, c.num_attention_heads, c.head_dim)
+        self.max_positions = c.max_position_embeddings
+        if len(self.tokenizer) > c.vocab_size:
+            raise ValueError(f"{path}: tokenizer has {len(self.tokenizer)} tokens but the model "
+                             f"only {c.vocab_size} embedding rows (wrong preset or tokenizer?)")
+
+    # ---- inputs -------------------------------------------------------------------------
+    def encode(self, ids_a, ids_b, max_len, cloze_template=None):
+        from glm.inputs import classification_input, cloze_input
+
+        t = self.tokenizer
+        max_len = min(max_len, self.max_positions)
+        if cloze_template is None:
+            f = classification_input(ids_a, ids_b, cls_id=t.cls_token_id, sep_id=t.sep_token_id,
+                                     eos_id=t.eos_token_id, max_len=max_len,
+                                     pad_id=t.pad_token_id)
+            f["cls_index"] = 0
+        else:
+            # [CLS] + pattern + <eos> + <sop> must fit in max_len
+            body, _ = render_cloze(cloze_template, ids_a, ids_b, t.mask_token_id,
+                                   self.encode_text, max_len - 3)
+            f = cloze_input([t.cls_token_id] + body + [t.eos_token_id], mask_id=t.mask_token_id,
+                            sop_id=t.sop_token_id, max_len=max_len, pad_id=t.pad_token_id)
+            f["mask_index"] = f.pop("target_index")
+        length = int(f["sep"]) + (0 if cloze_template is None else 1)
+        return {"input_ids": [int(x) for x in f["input_ids"][:length]],
+                "position_ids": [[int(x) for x in row[:length]] for row in f["position_ids"]],
+                "sep": int(f["sep"]),
+                **({"mask_index": int(f["mask_index"])} if "mask_index" in f else {})}
+
+    def collate(self, features):
+        width = max(len(f["input_ids"]) for f in features)
+        pad = self.tokenizer.pad_token_id
+        batch = {
+            "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"]))
+                                       for f in features]),
+            "position_ids": torch.tensor([[row + [0] * (width - len(row))
+                                           for row in f["position_ids"]] for f in features]),
+            "sep": torch.tensor([f["sep"] for f in features]),
+            # real tokens (for token counts and shallow prompts); attention itself uses sep
+            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) +
+                                            [0] * (width - len(f["input_ids"]))
+                                            for f in features]),
+        }
+        if "mask_index" in features[0]:
+            batch["mask_index"] = torch.tensor([f["mask_index"] for f in features])
+        return batch
+
+    # ---- model --------------------------------------------------------------------------
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.word_embeddings
+
+    def config_dict(self) -> dict:
+        d = self.model.config.to_dict()
+        d.pop("gradient_checkpointing", None)
+        return d
+
+    def forward(self, batch, prefix: Prefix | None = None, prefix_mask=None, input_prompt=None):
+        input_ids, position_ids, sep = batch["input_ids"], batch["position_ids"], batch["sep"]
+        if input_prompt is None:
+            return self.model(input_ids, position_ids, sep, prefix=prefix,
+                              prefix_mask=prefix_mask).last_hidden_state
+        # shallow prompt: P embeddings at the start of part A, which shifts the real tokens'
+        # positions (and sep) by P; block positions of the prompt are 0
+        B, P = input_ids.shape[0], input_prompt.shape[1]
+        embeds = self.model.word_embeddings(input_ids)
+        embeds = torch.cat([input_prompt.to(embeds.dtype), embeds], dim=1)
+        prompt_pos = torch.arange(P, device=input_ids.device).expand(B, P)
+        positions = torch.stack([
+            torch.cat([prompt_pos, position_ids[:, 0] + P], dim=1),
+            torch.cat([torch.zeros_like(prompt_pos), position_ids[:, 1]], dim=1)], dim=1)
+        out = self.model(None, positions, sep + P, inputs_embeds=embeds, prefix=prefix,
+                         prefix_mask=prefix_mask)
+        return out.last_hidden_state[:, P:]
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Tied LM logits [N, V] for hidden states [N, H] (GLM has no output bias)."""
+        return F.linear(hidden, self.model.word_embeddings.weight)
+
+
+def _has_tokenizer_files(path: str) -> bool:
+    names = ("tokenizer_config.json", "vocab.json", "encoder.json", "vocab.txt",
+             "cog-pretrain.model")
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n)) for n in names)

@@ -1,0 +1,127 @@
+"""The CLI contract end to end on a tiny model: train -> artifact -> eval / predict."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptv2_ds.cli.main import main
+
+
+def train_args(model_dir, data, out, *extra):
+    return ["train", "--model", model_dir, "--task", "sst2", "--train-file", data["train"],
+            "--validation-file", data["dev"], "--output-dir", str(out), "--max-steps", "6",
+            "--eval-every", "3", "--batch-size", "8", "--max-seq-len", "32", "--lr", "1e-2",
+            "--log-every", "2", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_bert_dir, sst2_tiny):
+    out = tmp_path_factory.mktemp("run")
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--reparam", "mlp",
+                           "--prefix-hidden", "16", "--prefix-layers", "1-2")) == 0
+    return out
+
+
+def test_train_writes_the_output_contract(trained):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["task"] == "sst2" and metrics["method"] == "ptv2"
+    assert set(metrics["best"]) == {"accuracy", "step"} and metrics["best"]["step"] in (3, 6)
+    assert metrics["final"]["step"] == 6
+    assert 0 < metrics["trainable_ratio"] < 1
+    assert metrics["trainable_ratio"] == pytest.approx(
+        metrics["trainable_params"] / metrics["backbone_params"])
+    meta = json.loads((trained / "artifact" / "ptv2_artifact.json").read_text())
+    assert meta["method"] == "ptv2" and meta["labels"] == ["0", "1"]
+    assert meta["prompt"]["prefix_layers"] == [1, 2]
+    assert meta["prompt"]["trained_reparam"] == "mlp" and meta["prompt"]["stored_as"] == "embedding"
+    assert len(meta["backbone"]["fingerprint"]) == 16
+    assert {"torch", "transformers", "deepspeed"} <= set(meta["versions"])
+    from safetensors.torch import load_file
+    tensors = load_file(str(trained / "artifact" / "model.safetensors"))
+    assert set(tensors) == {"deep_prompt.table", "head.classifier.weight", "head.classifier.bias"}
+    assert tensors["deep_prompt.table"].shape == (16, 2 * 2 * 32)
+    assert list((trained / "tb").rglob("events.out.tfevents.*"))
+    assert (trained / "checkpoints" / "latest").is_file()
+
+
+def test_tensorboard_scalars(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(trained / "tb" / "ptv2_ds"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "eval/accuracy", "perf/samples_per_s",
+            "perf/tokens_per_s", "params/trainable", "params/backbone"} <= tags
+    assert [e.step for e in acc.Scalars("eval/accuracy")] == [3, 6]
+
+
+def test_eval_round_trip_matches_best_metrics(trained, sst2_tiny, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--artifact", str(trained / "artifact"), "--data", sst2_tiny["dev"]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    best = json.loads((trained / "metrics.json").read_text())["best"]
+    assert printed["task"] == "sst2" and printed["examples"] == 32
+    assert printed["accuracy"] == pytest.approx(best["accuracy"])
+
+
+def test_predict_writes_one_line_per_row_in_order(trained, sst2_tiny, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--artifact", str(trained / "artifact"), "--input",
+                 sst2_tiny["dev"], "--output", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 32
+    for row in lines:
+        assert row["label"] in ("0", "1") and len(row["scores"]) == 2
+        assert row["label"] == str(int(row["scores"][1] > row["scores"][0]))
+
+
+def test_params_command(tiny_bert_dir, capsys):
+    capsys.readouterr()
+    assert main(["params", "--model", tiny_bert_dir, "--prefix-len", "10"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["trainable_params"] == 10 * 3 * 2 * 32 + 32 * 2 + 2
+
+
+def test_yaml_config_and_flag_override(tmp_path, tiny_bert_dir, sst2_tiny):
+    from ptv2_ds import config as cfg
+    from ptv2_ds.cli.main import build_parser
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(f"model: {tiny_bert_dir}\nprefix-len: 7\nlr: 0.02\nmethod: prompt\n")
+    ns = build_parser().parse_args(["train", "--config", str(yaml_file), "--prefix-len", "9"])
+    args = cfg.build(ns.args_class, ns)
+    assert (args.prefix_len, args.lr, args.method, args.model) == (9, 0.02, "prompt",
+                                                                  tiny_bert_dir)
+    yaml_file.write_text("prefx_len: 3\n")
+    with pytest.raises(SystemExit, match="unknown option 'prefx_len'"):
+        cfg.build(ns.args_class, build_parser().parse_args(["train", "--config", str(yaml_file)]))
+    yaml_file.write_text("method: magic\n")
+    with pytest.raises(SystemExit, match="'method' must be one of"):
+        cfg.build(ns.args_class, build_parser().parse_args(["train", "--config", str(yaml_file)]))
+
+
+def test_bad_data_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, sst2_tiny, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\nfine\t1\nbroken row\n")
+    code = main(train_args(tiny_bert_dir, {"train": str(bad), "dev": sst2_tiny["dev"]},
+                           tmp_path / "out"))
+    assert code == 2
+    assert "bad.tsv:3: expected 2 tab-separated columns" in capsys.readouterr().err
+
+
+def test_missing_artifact_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="ptv2_artifact.json not found"):
+        main(["eval", "--artifact", str(tmp_path), "--data", "x.tsv"])
+
+
+def test_help_explains_every_option():
+    out = subprocess.run([sys.executable, "-m", "ptv2_ds.cli.main", "train", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--prefix-len", "--reparam", "--prefix-layers", "--method", "--prompt-encoder",
+                 "--head", "--verbalizer", "--deepspeed", "--eval-every", "--max-steps",
+                 "--config", "--resume"):
+        assert flag in out
+    top = subprocess.run([sys.executable, "-m", "ptv2_ds.cli.main", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for command in ("train", "eval", "predict", "params"):
+        assert command in top
