@@ -24,15 +24,29 @@ def verbalizer_words(args, task: ClassificationTask, backbone) -> list[str] | No
     return list(task.verbalizer)
 
 
-def build_model(args, task: ClassificationTask, num_classes: int | None = None) -> PromptedModel:
-    """Backbone + prompt + head for ``args`` (a ModelArgs-like object)."""
+def build_model(args, task: ClassificationTask, num_classes: int | None = None,
+                ds_config: dict | None = None) -> PromptedModel:
+    """Backbone + prompt + head for ``args`` (a ModelArgs-like object).
+
+    With a ZeRO-3 ``ds_config`` the backbone is built partitioned (``deepspeed.zero.Init``)
+    and its weights are loaded into the shards; every rank must call this."""
     backbone = load_backbone(args.model, model_path=getattr(args, "model_path", None),
                              with_lm_head=args.head == "verbalizer",
-                             gradient_checkpointing=getattr(args, "gradient_checkpointing", False))
-    return PromptedModel(backbone, prompt_settings(args),
+                             gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
+                             ds_config=ds_config)
+    model = PromptedModel(backbone, prompt_settings(args),
                          num_classes or len(task.labels), head=args.head,
                          verbalizer=verbalizer_words(args, task, backbone),
                          head_dropout=args.head_dropout)
+    if ds_config is not None and ds_config.get("zero_optimization", {}).get("stage") == 3 \
+            and args.head == "verbalizer" and backbone.kind == "glm":
+        import deepspeed
+
+        # the cloze head multiplies by the tied word embeddings, a parameter of another
+        # module: ZeRO-3 must gather it when the head runs
+        deepspeed.zero.register_external_parameter(model.head,
+                                                   backbone.input_embeddings().weight)
+    return model
 
 
 def cloze_template(args, task: ClassificationTask) -> str | None:

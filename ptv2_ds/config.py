@@ -88,6 +88,10 @@ class TrainArgs(ModelArgs, DataArgs):
     eval_batch_size: int = opt(64, "batch size for evaluation")
     log_every: int = opt(10, "write training scalars every N optimizer steps")
     seed: int = opt(42, "random seed (data order, initialisation, dropout)")
+    save_every: int | None = opt(None, "also checkpoint every N optimizer steps (checkpoints "
+                                       "are always written at each evaluation)")
+    quantize_frozen: bool = opt(False, "ZeRO-3: keep the frozen backbone's gathered weights in "
+                                       "int8 (zero_quantized_nontrainable_weights)")
     resume: str = opt("auto", "auto: continue from the newest checkpoint in OUT/checkpoints if "
                               "there is one; none: start fresh; or a checkpoint directory")
     save_total_limit: int = opt(2, "checkpoints kept in OUT/checkpoints")

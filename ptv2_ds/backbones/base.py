@@ -64,19 +64,37 @@ class Backbone(nn.Module):
                 "hidden_size": self.hidden_size, "fingerprint": self.fingerprint()}
 
     def fingerprint(self) -> str:
-        """A short hash identifying the backbone's configuration and weights.
+        """A short hash identifying the backbone's configuration and weights (cached).
 
         Hashing every weight of a 10B model is too slow to do on each run, so this hashes the
         configuration and the first rows of the word-embedding table: different checkpoints
-        of one architecture differ there too."""
+        of one architecture differ there too. Under ZeRO-3 the first call gathers the table
+        and must happen on every rank (the trainer calls it right after building)."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None:
+            return cached
         emb = self.input_embeddings().weight
-        rows = emb[: min(64, emb.shape[0])].detach().float().cpu()
+        gather = hasattr(emb, "ds_id")
+        if gather:
+            import deepspeed
+            context = deepspeed.zero.GatheredParameters([emb])
+        else:
+            import contextlib
+            context = contextlib.nullcontext()
+        with context:
+            rows = emb[: min(64, emb.shape[0])].detach().float().cpu()
         h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
         h.update(rows.numpy().round(4).tobytes())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def input_embeddings(self) -> nn.Embedding:
         raise NotImplementedError
 
     def config_dict(self) -> dict:
         raise NotImplementedError
+
+
+def zero3(ds_config: dict | None) -> bool:
+    """Whether a (filled) DeepSpeed config asks for ZeRO stage 3."""
+    return bool(ds_config) and ds_config.get("zero_optimization", {}).get("stage") == 3

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..prompts import Prefix, PrefixShape
-from .base import Backbone
+from .base import Backbone, zero3
 from .layout import render_cloze
 
 RELEASE_MARKERS = ("latest_checkpointed_iteration.txt", "latest")
@@ -60,7 +60,7 @@ class GLMBackbone(Backbone):
     has_lm_head = True
 
     def __init__(self, model: str, model_path: str | None = None, dtype: str = "fp32",
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, ds_config: dict | None = None):
         super().__init__()
         from glm.checkpoint import from_pretrained
         from glm.config import PRESETS
@@ -72,7 +72,13 @@ class GLMBackbone(Backbone):
             raise ValueError(f"--model {model} needs --model-path DIR with the weights (THUDM's "
                              "release directory or the hub layout); see docs/glm.md")
         self.name_or_path = path
-        self.model = from_pretrained(path, config=preset, dtype=dtype)
+        if zero3(ds_config):
+            # partitioned at construction, loaded module by module into the shards; the
+            # weight dtype follows the config's fp16/bf16 section
+            self.model = from_pretrained(path, config=preset, zero_init=True,
+                                         ds_config=ds_config)
+        else:
+            self.model = from_pretrained(path, config=preset, dtype=dtype)
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

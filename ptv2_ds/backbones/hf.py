@@ -10,7 +10,7 @@ from torch import nn
 
 from ..prompts import Prefix, PrefixShape
 from .attention import register_prefix_attention
-from .base import Backbone
+from .base import Backbone, zero3
 from .layout import SpecialTokenLayout, render_cloze, truncate_pair
 
 SUPPORTED_TYPES = ("bert", "roberta", "xlm-roberta")
@@ -28,7 +28,7 @@ class HFEncoder(Backbone):
     kind = "hf"
 
     def __init__(self, name_or_path: str, with_lm_head: bool = False,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, ds_config: dict | None = None):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
@@ -40,6 +40,12 @@ class HFEncoder(Backbone):
                 f"Hugging Face adapter (supported: {', '.join(SUPPORTED_TYPES)}; GLM models "
                 "use --model glm-...)")
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        if zero3(ds_config):
+            from transformers.integrations import HfDeepSpeedConfig
+
+            # while this object lives, from_pretrained builds under deepspeed.zero.Init and
+            # loads the weights into the partitions
+            self._hf_ds_config = HfDeepSpeedConfig(ds_config)
         if with_lm_head:
             full = AutoModelForMaskedLM.from_pretrained(name_or_path)
             self.encoder = full.base_model

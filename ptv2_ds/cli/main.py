@@ -59,8 +59,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_train(args: cfg.TrainArgs) -> int:
     from ..trainer import train
+    from ..trainer.guards import EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged
 
-    train(args)
+    try:
+        train(args)
+    except Preempted as e:
+        print(f"[ptv2] preempted: {e}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except TrainingDiverged as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     return 0
 
 

@@ -1,14 +1,14 @@
 """The training recipe: one function, readable in one sitting.
 
-config -> task data -> model (backbone + prompt + head) -> DeepSpeed engine -> train loop with
-periodic evaluation -> metrics.json, artifact/, tb/, checkpoints/.
+config -> DeepSpeed config -> model (backbone + prompt + head; under ZeRO-3 the backbone is
+built partitioned) -> task data -> DeepSpeed engine -> loop with periodic evaluation ->
+metrics.json, artifact/, tb/, train_log.jsonl, checkpoints/.
 """
 from __future__ import annotations
 
 import json
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -22,11 +22,15 @@ from ..artifacts import save_artifact
 from ..builder import DEFAULT_LR, build_model, cloze_template
 from ..config import TrainArgs
 from ..tasks import encode_examples, get_task, load_splits, make_loader
+from . import checkpointing
 from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
 from .evaluation import evaluate, predict_logits
+from .guards import Preempted, StopFlags, TrainingDiverged, loss_scale
+from .monitor import RunLog, gather_peak_memory
 
 CHECKPOINTS = "checkpoints"
+MAX_CONSECUTIVE_SKIPS = 50  # fp16 overflow-skipped steps in a row before giving up
 
 
 def set_seed(seed: int) -> None:
@@ -45,7 +49,10 @@ def linear_schedule(warmup_steps: int, total_steps: int):
 
 
 def train(args: TrainArgs) -> dict:
-    """Train one task with one method; returns the metrics written to OUT/metrics.json."""
+    """Train one task with one method; returns the metrics written to OUT/metrics.json.
+
+    Raises ``Preempted`` after checkpointing on SIGTERM/SIGUSR1 and ``TrainingDiverged`` when
+    the loss goes non-finite (the CLI turns both into exit codes)."""
     dist_env.ensure_dist_env()
     import deepspeed
 
@@ -53,15 +60,27 @@ def train(args: TrainArgs) -> dict:
     rank, world = dist_env.rank(), dist_env.world_size()
     main = rank == 0
     out = Path(args.output_dir)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed)
+    flags = StopFlags()
 
-    # ---- task data and model -----------------------------------------------------------
+    # ---- DeepSpeed config first: ZeRO-3 decides how the backbone is built -----------------
     task = get_task(args.task)
     ds_file_config = load_ds_config(args.deepspeed)
     precision = resolve_precision(ds_file_config, args.precision)
-    model = build_model(args, task)
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
+    ds_config = fill_ds_config(ds_file_config, micro_batch=args.batch_size,
+                               grad_accum=args.grad_accum, world_size=world, lr=lr,
+                               weight_decay=args.weight_decay, precision=precision,
+                               tb_dir=str(out / "tb"))
+    if args.quantize_frozen:
+        ds_config.setdefault("zero_optimization", {})["zero_quantized_nontrainable_weights"] = True
+    stage = zero_stage(ds_config)
+
+    # ---- model and task data --------------------------------------------------------------
+    model = build_model(args, task, ds_config=ds_config)
+    model.backbone.fingerprint()  # collective under ZeRO-3; cached for the artifact
+    counts = model.parameter_counts()
     template = cloze_template(args, task)
     splits = load_splits(task, args.train_file, args.validation_file, args.test_file,
                          args.dev_fraction, args.seed)
@@ -71,23 +90,19 @@ def train(args: TrainArgs) -> dict:
                                 show_progress=main)
     dev_set = encode_examples(splits["dev"], task, model.backbone, args.max_seq_len, template,
                               show_progress=main)
+    # the sampler's seed and epoch fix the data order; the loader gets its own generator so
+    # that starting an epoch does not draw from the global RNG (exact resume)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=args.seed)
-    train_loader = make_loader(train_set, model.backbone, args.batch_size, sampler=sampler)
+    train_loader = make_loader(train_set, model.backbone, args.batch_size, sampler=sampler,
+                               seed=args.seed)
     dev_loader = make_loader(dev_set, model.backbone, args.eval_batch_size)
 
     steps_per_epoch = max(1, math.ceil(len(train_loader) / args.grad_accum))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
     eval_every = args.eval_every or steps_per_epoch
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
-    counts = model.parameter_counts()
 
     # ---- DeepSpeed engine: only trainable parameters reach the optimizer ---------------
-    tb_dir = out / "tb"
-    ds_config = fill_ds_config(ds_file_config, micro_batch=args.batch_size,
-                               grad_accum=args.grad_accum, world_size=world, lr=lr,
-                               weight_decay=args.weight_decay, precision=precision,
-                               tb_dir=str(tb_dir))
     trainable = model.trainable_parameters()
     optimizer = None
     if "optimizer" not in ds_config:
@@ -101,18 +116,15 @@ def train(args: TrainArgs) -> dict:
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None,
              "history": []}
-    resumed_from = _maybe_resume(engine, out / CHECKPOINTS, args.resume, state)
-
-    writer = None
+    resumed_from = checkpointing.resume(engine, out / CHECKPOINTS, args.resume, state)
+    log = RunLog(out, state["step"] if resumed_from else None)
+    log.scalars({"params/trainable": counts["trainable_params"],
+                 "params/backbone": counts["backbone_params"],
+                 "params/trainable_ratio": counts["trainable_ratio"]}, 0)
+    log.text("config", "```\n" + json.dumps(vars(args), indent=2) + "\n```")
     if main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(tb_dir / "ptv2_ds"))
-        writer.add_scalar("params/trainable", counts["trainable_params"], 0)
-        writer.add_scalar("params/backbone", counts["backbone_params"], 0)
-        writer.add_scalar("params/trainable_ratio", counts["trainable_ratio"], 0)
-        writer.add_text("config", "```\n" + json.dumps(vars(args), indent=2) + "\n```", 0)
         print(f"[ptv2] task={task.name} method={args.method} backbone={args.model} "
-              f"precision={precision} world_size={world} zero_stage={zero_stage(ds_config)}")
+              f"precision={precision} world_size={world} zero_stage={stage}")
         print(f"[ptv2] trainable {counts['trainable_params']:,} / backbone "
               f"{counts['backbone_params']:,} parameters ({100 * counts['trainable_ratio']:.3f}%)")
         print(f"[ptv2] {len(train_set)} train / {len(dev_set)} dev examples; {total_steps} "
@@ -120,84 +132,136 @@ def train(args: TrainArgs) -> dict:
               + (f"; resumed from {resumed_from} at step {state['step']}" if resumed_from else ""))
 
     def run_eval() -> dict:
-        metrics = evaluate(engine, dev_loader, task, device, show_progress=False)
+        metrics = evaluate(engine, dev_loader, task, device)
         step = state["step"]
         state["history"].append({"step": step, **metrics})
-        score = metrics[task.main_metric]
-        improved = state["best"] is None or score > state["best"][task.main_metric]
+        improved = (state["best"] is None or
+                    metrics[task.main_metric] > state["best"][task.main_metric])
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
             _write_artifact(engine, model, args, task, out / "artifact")
+        log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
         if main:
-            for name, value in metrics.items():
-                writer.add_scalar(f"eval/{name}", value, step)
             _write_metrics(out, args, task, counts, state, final=None)
             tqdm.write(f"[ptv2] step {step}: " + ", ".join(
                 f"{k}={v:.4f}" for k, v in metrics.items()) + (" (best)" if improved else ""))
         return metrics
+
+    def checkpoint() -> None:
+        checkpointing.save(engine, out / CHECKPOINTS, state, args.save_total_limit)
 
     # ---- the loop ------------------------------------------------------------------------
     engine.train()
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main,
                dynamic_ncols=True)
     window = {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0, "t0": time.perf_counter()}
+    step_losses: list[float] = []
+    consecutive_skips = 0
     last_eval_step = state["step"] if resumed_from else -1
-    while state["step"] < total_steps:
-        sampler.set_epoch(state["epoch"])
-        for index, batch in enumerate(train_loader):
-            if index < state["batch_in_epoch"]:
-                continue  # resuming inside an epoch: skip the batches already trained on
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits = engine(batch)
-            loss = F.cross_entropy(logits.float(), batch["labels"])
-            engine.backward(loss)
-            engine.step()
-            state["batch_in_epoch"] = index + 1
-            window["loss"] += loss.item()
-            window["micro"] += 1
-            window["samples"] += batch["input_ids"].shape[0] * world
-            window["tokens"] += int(batch["attention_mask"].sum()) * world
-            if engine.global_steps == state["step"]:
-                continue  # inside a gradient-accumulation cycle
-            state["step"] = engine.global_steps
-            bar.update(1)
-            if main and (state["step"] % args.log_every == 0 or state["step"] == total_steps):
-                elapsed = time.perf_counter() - window["t0"]
-                mean_loss = window["loss"] / max(1, window["micro"])
-                current_lr = scheduler.get_last_lr()[0]
-                writer.add_scalar("train/loss", mean_loss, state["step"])
-                writer.add_scalar("train/lr", current_lr, state["step"])
-                writer.add_scalar("perf/samples_per_s", window["samples"] / elapsed, state["step"])
-                writer.add_scalar("perf/tokens_per_s", window["tokens"] / elapsed, state["step"])
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{current_lr:.2e}")
-                window.update(loss=0.0, micro=0, samples=0, tokens=0, t0=time.perf_counter())
-            if state["step"] % eval_every == 0 or state["step"] == total_steps:
-                run_eval()
-                last_eval_step = state["step"]
-                _save_checkpoint(engine, out / CHECKPOINTS, state, args.save_total_limit)
-            if state["step"] >= total_steps:
-                break
-        else:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
-    bar.close()
+    try:
+        while state["step"] < total_steps:
+            sampler.set_epoch(state["epoch"])
+            for index, batch in enumerate(train_loader):
+                if index < state["batch_in_epoch"]:
+                    continue  # resuming inside an epoch: skip the batches already trained on
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = F.cross_entropy(engine(batch).float(), batch["labels"])
+                preempt, not_finite = flags.agree(loss, device)
+                if not_finite and not engine.fp16_enabled():
+                    raise TrainingDiverged(
+                        f"the training loss is {loss.item()} at step {state['step'] + 1} "
+                        f"({precision}); stopped before applying it. The last good checkpoint "
+                        f"is in {out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
+                engine.backward(loss)
+                engine.step()
+                state["batch_in_epoch"] = index + 1
+                step_losses.append(loss.item())
+                window["micro"] += 1
+                window["samples"] += batch["input_ids"].shape[0] * world
+                window["tokens"] += int(batch["attention_mask"].sum()) * world
+                if engine.global_steps == state["step"]:
+                    continue  # inside a gradient-accumulation cycle
+                state["step"] = engine.global_steps
+                bar.update(1)
+                applied = engine.was_step_applied()
+                consecutive_skips = 0 if applied else consecutive_skips + 1
+                step_loss = sum(step_losses) / len(step_losses)
+                step_losses.clear()
+                window["loss"] += step_loss
+                record = {"step": state["step"], "loss": step_loss,
+                          "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
+                          "skipped_steps": engine.skipped_steps,
+                          "grad_norm": _grad_norm(engine)}
+                log.step_line(record)
+                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                    raise TrainingDiverged(
+                        f"{consecutive_skips} optimizer steps in a row were skipped for fp16 "
+                        f"overflow (loss scale {record['loss_scale']}); the last good "
+                        f"checkpoint is in {out / CHECKPOINTS}. Lower --lr or use bf16.")
+                if state["step"] % args.log_every == 0 or state["step"] == total_steps:
+                    memory = gather_peak_memory(device)  # collective
+                    elapsed = time.perf_counter() - window["t0"]
+                    steps_in_window = max(1, window["micro"] / args.grad_accum)
+                    log.scalars({
+                        "train/loss": window["loss"] / steps_in_window,
+                        "train/lr": record["lr"],
+                        "train/loss_scale": record["loss_scale"],
+                        "train/skipped_steps": record["skipped_steps"],
+                        "train/prompt_grad_norm": record["grad_norm"],
+                        "perf/samples_per_s": window["samples"] / elapsed,
+                        "perf/tokens_per_s": window["tokens"] / elapsed,
+                        **{f"memory/rank{r}_peak_gib": m / 2**30 for r, m in enumerate(memory)},
+                    }, state["step"])
+                    bar.set_postfix(loss=f"{window['loss'] / steps_in_window:.4f}",
+                                    lr=f"{record['lr']:.2e}")
+                    window.update(loss=0.0, micro=0, samples=0, tokens=0,
+                                  t0=time.perf_counter())
+                at_eval = state["step"] % eval_every == 0 or state["step"] == total_steps
+                if at_eval:
+                    run_eval()
+                    last_eval_step = state["step"]
+                if at_eval or (args.save_every and state["step"] % args.save_every == 0):
+                    checkpoint()
+                if preempt:
+                    if not at_eval and not (args.save_every and
+                                            state["step"] % args.save_every == 0):
+                        checkpoint()
+                    raise Preempted(f"stopped by signal {flags.preempt_signal} after step "
+                                    f"{state['step']}; checkpoint written, rerun the same "
+                                    "command to resume")
+                if state["step"] >= total_steps:
+                    break
+            else:
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+    finally:
+        bar.close()
+        log.close()
+        flags.restore()
 
     final = dict(state["history"][-1]) if last_eval_step == state["step"] else run_eval()
     final.pop("step", None)
-    if args.test_file and main:
+    if args.test_file:
         _predict_test(engine, splits["test"], task, model.backbone, args, template, device,
                       out / "test_predictions.jsonl")
     result = _write_metrics(out, args, task, counts, state, final) if main else {}
-    if writer is not None:
-        writer.close()
     if main:
         print(f"[ptv2] best {task.main_metric} {state['best'][task.main_metric]:.4f} at step "
               f"{state['best_step']}; metrics: {out / 'metrics.json'}; artifact: "
-              f"{out / 'artifact'}; TensorBoard: tensorboard --logdir {tb_dir}")
+              f"{out / 'artifact'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
     return result
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def _grad_norm(engine) -> float | None:
+    """Global norm of the trainable (prompt/head) gradients of the last step, when the engine
+    computed it (it does whenever gradient clipping is on)."""
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        return None
+    return float(norm.item() if torch.is_tensor(norm) else norm)
+
+
 def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict | None) -> dict:
     best = dict(state["best"] or {})
     best["step"] = state["best_step"]
@@ -240,45 +304,12 @@ def _write_artifact(engine, model, args, task, directory: Path) -> None:
     save_artifact(directory, tensors, meta)
 
 
-def _save_checkpoint(engine, directory: Path, state: dict, keep: int) -> None:
-    """A resumable checkpoint of the trainable state (frozen weights excluded), all ranks."""
-    client = {"state": state, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                                      "torch": torch.get_rng_state()}}
-    tag = f"step{state['step']}"
-    engine.save_checkpoint(str(directory), tag=tag, client_state=client,
-                           exclude_frozen_parameters=True)
-    if dist_env.is_main() and keep > 0:
-        tags = sorted((p for p in directory.glob("step*") if p.is_dir()),
-                      key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1)
-        for old in tags[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _maybe_resume(engine, directory: Path, resume: str, state: dict) -> str | None:
-    if resume == "none":
-        return None
-    if resume == "auto":
-        if not (directory / "latest").is_file():
-            return None
-        load_dir, tag = directory, None
-    else:
-        path = Path(resume)
-        if not path.is_dir():
-            raise SystemExit(f"error: --resume {resume}: no such checkpoint directory")
-        load_dir, tag = path.parent, path.name
-    path, client = engine.load_checkpoint(str(load_dir), tag=tag, load_module_strict=False)
-    if path is None or client is None:
-        raise SystemExit(f"error: could not load a checkpoint from {load_dir}")
-    state.update(client["state"])
-    random.setstate(client["rng"]["python"])
-    np.random.set_state(client["rng"]["numpy"])
-    torch.set_rng_state(client["rng"]["torch"])
-    return path
-
-
 def _predict_test(engine, rows, task, backbone, args, template, device, path: Path) -> None:
+    """Every rank runs the forward (required under ZeRO-3); rank 0 writes."""
     data = encode_examples(rows, task, backbone, args.max_seq_len, template, show_progress=False)
     logits, _ = predict_logits(engine, make_loader(data, backbone, args.eval_batch_size), device)
+    if not dist_env.is_main():
+        return
     with path.open("w") as f:
         for row_logits in logits:
             f.write(json.dumps({"label": task.labels[int(row_logits.argmax())],
