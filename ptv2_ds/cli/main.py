@@ -24,6 +24,10 @@ Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train ...
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptv2", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    # the DeepSpeed launcher inserts --local_rank=N before the sub-command; the rank also
+    # comes from the LOCAL_RANK environment variable, which is what the trainer reads
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cls, text in [
         ("train", cfg.TrainArgs, "train a task with ptv2, prompt or finetune"),
@@ -35,9 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter
                            if False else argparse.HelpFormatter)
         cfg.add_arguments(p, cls)
-        # the DeepSpeed launcher appends --local_rank=N; the rank also comes from the env
-        p.add_argument("--local_rank", "--local-rank", type=int, default=None,
-                       help=argparse.SUPPRESS)
         p.set_defaults(args_class=cls)
     return parser
 

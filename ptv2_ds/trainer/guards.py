@@ -42,15 +42,19 @@ class StopFlags:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def agree(self, loss: torch.Tensor, device) -> tuple[bool, bool]:
-        """(preempt, loss_not_finite) as agreed by all ranks."""
+    def agree(self, loss: torch.Tensor, device) -> tuple[bool, bool, float]:
+        """(preempt, loss_not_finite, mean loss over ranks), agreed by all ranks in one
+        all-reduce."""
         import deepspeed.comm as dist
 
-        flags = torch.tensor([float(self.preempt_signal is not None),
-                              float(not torch.isfinite(loss.detach()).all())], device=device)
-        if dist.get_world_size() > 1:
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags[0] > 0), bool(flags[1] > 0)
+        loss = loss.detach().float()
+        finite = bool(torch.isfinite(loss))
+        values = torch.tensor([float(self.preempt_signal is not None), float(not finite),
+                               loss.item() if finite else 0.0], device=device)
+        world = dist.get_world_size()
+        if world > 1:
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        return bool(values[0] > 0), bool(values[1] > 0), float(values[2]) / world
 
 
 def loss_scale(engine) -> float | None:

@@ -27,7 +27,7 @@ from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
 from .evaluation import evaluate, predict_logits
 from .guards import Preempted, StopFlags, TrainingDiverged, loss_scale
-from .monitor import RunLog, gather_peak_memory
+from .monitor import RunLog, gather_peak_memory, zero_report
 
 CHECKPOINTS = "checkpoints"
 MAX_CONSECUTIVE_SKIPS = 50  # fp16 overflow-skipped steps in a row before giving up
@@ -166,7 +166,7 @@ def train(args: TrainArgs) -> dict:
                     continue  # resuming inside an epoch: skip the batches already trained on
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss = F.cross_entropy(engine(batch).float(), batch["labels"])
-                preempt, not_finite = flags.agree(loss, device)
+                preempt, not_finite, global_loss = flags.agree(loss, device)
                 if not_finite and not engine.fp16_enabled():
                     raise TrainingDiverged(
                         f"the training loss is {loss.item()} at step {state['step'] + 1} "
@@ -175,7 +175,7 @@ def train(args: TrainArgs) -> dict:
                 engine.backward(loss)
                 engine.step()
                 state["batch_in_epoch"] = index + 1
-                step_losses.append(loss.item())
+                step_losses.append(global_loss)
                 window["micro"] += 1
                 window["samples"] += batch["input_ids"].shape[0] * world
                 window["tokens"] += int(batch["attention_mask"].sum()) * world
@@ -244,7 +244,11 @@ def train(args: TrainArgs) -> dict:
     if args.test_file:
         _predict_test(engine, splits["test"], task, model.backbone, args, template, device,
                       out / "test_predictions.jsonl")
+    report = zero_report(engine, model, device)  # collective
     result = _write_metrics(out, args, task, counts, state, final) if main else {}
+    if main:
+        (out / "zero_report.json").write_text(json.dumps(
+            {"zero_stage": stage, "world_size": world, **counts, "ranks": report}, indent=2))
     if main:
         print(f"[ptv2] best {task.main_metric} {state['best'][task.main_metric]:.4f} at step "
               f"{state['best_step']}; metrics: {out / 'metrics.json'}; artifact: "

@@ -77,3 +77,32 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def zero_report(engine, model, device) -> list[dict]:
+    """Collective: what each rank actually holds, read from the engine and the parameters.
+
+    ``frozen_local`` / ``trainable_local``: elements of this rank's parameter partitions
+    (whole tensors without ZeRO-3); ``optimizer_state``: elements of every tensor in the
+    optimizer's state (Adam moments), i.e. what the optimizer really covers."""
+    import deepspeed.comm as dist
+
+    def local(p) -> int:
+        return int(p.ds_tensor.numel()) if hasattr(p, "ds_tensor") else p.numel()
+
+    trainable_ids = {id(p) for p in model.trainable_parameters()}
+    frozen = sum(local(p) for p in model.parameters() if id(p) not in trainable_ids)
+    trainable = sum(local(p) for p in model.parameters() if id(p) in trainable_ids)
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    state_elements = sum(t.numel() for s in inner.state.values() for t in s.values()
+                         if torch.is_tensor(t) and t.dim() > 0)
+    moments = sum(s["exp_avg"].numel() for s in inner.state.values() if "exp_avg" in s)
+    mine = torch.tensor([frozen, trainable, state_elements, moments], dtype=torch.float64,
+                        device=device)
+    parts = [mine]
+    if dist.get_world_size() > 1:
+        parts = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, mine)
+    return [{"rank": r, "frozen_local": int(p[0]), "trainable_local": int(p[1]),
+             "optimizer_state": int(p[2]), "adam_moment_elements": int(p[3])}
+            for r, p in enumerate(parts)]
