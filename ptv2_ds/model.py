@@ -56,6 +56,9 @@ class PromptedModel(nn.Module):
                                           s.reparam, s.prefix_hidden, s.prefix_dropout)
         elif s.method == "prompt":
             self.input_prompt = InputPrompt(backbone.hidden_size, s.prefix_len, s.prompt_encoder)
+            # the input prompt occupies P positions of the sequence: encode() truncates the
+            # text to what is left
+            backbone.max_positions -= s.prefix_len
         self.head = build_head(head, backbone.hidden_size, num_classes, backbone=backbone,
                                verbalizer=verbalizer, dropout=head_dropout)
         # Frozen means frozen: no backbone parameter requires a gradient, so the optimizer

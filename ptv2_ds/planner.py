@@ -441,9 +441,10 @@ def activation_memory(shape: ModelShape, args: PlanArgs, checkpointing: bool,
     if args.attention == "explicit":
         inner = max(inner, 2 * a * b * s * (s + (P if selected else 0)) * e)
     transient = 2 * s * b * h * e + inner
-    # outside the layers: final LayerNorm input, embedding-dropout mask (only when the
+    # outside the layers: the final LayerNorm's input and output (the head's [CLS] slice is a
+    # view that keeps the whole output alive), the embedding-dropout mask (only when the
     # embeddings' output needs a gradient), the boolean masks [B,1,S,S] and [B,1,S,P+S]
-    other = s * b * h * e + b * s * s + (b * s * (s + P) if selected and P else 0)
+    other = 2 * s * b * h * e + b * s * s + (b * s * (s + P) if selected and P else 0)
     if args.method in ("prompt", "finetune"):
         other += s * b * h
     return Activations(stored, recompute, transient, other, len(grad_layers), per_layer_max)
@@ -628,6 +629,8 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
                      + " + e·largest trainable module (its full gradient before "
                        "reduce-scatter)")
         notes.append(
+            "gathered working set: on one GPU without offload the gathered weights alias the "
+            "shard (nothing extra)" if aliased else
             f"gathered working set: ZeRO-3 materialises the module it is computing plus "
             f"prefetched ones (stage3_prefetch_bucket_size {zs['stage3_prefetch_bucket_size']:.0e}"
             f" elements) and defers releasing what is reused within stage3_max_reuse_distance "
@@ -669,10 +672,10 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
     if args.gradient_checkpointing:
         a_formula = (f"L_g·{s_eff}·B·H·e (checkpointed layer inputs) + one layer recomputed "
                      f"[{per_layer_text}] + backward grads 2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e "
-                     "+ final LN input, masks")
+                     "+ final LN in/out, masks")
     else:
         a_formula = (f"sum over L_g layers of [{per_layer_text}] + backward grads "
-                     f"2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e + final LN input, masks")
+                     f"2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e + final LN in/out, masks")
     terms.append(Term("activations", "activations" + (" (checkpointed)" if
                                                         args.gradient_checkpointing else
                                                         " (no checkpointing)"),
@@ -808,13 +811,13 @@ def _trainable_formula(per, whole, part, host) -> str:
 
 def _per_layer_formula(args: PlanArgs, s: str) -> str:
     p = "P" if args.method == "ptv2" and args.prefix_len else "0"
-    k = f"{s}+{p}" if p != "0" else s
+    k = f"({s}+{p})" if p != "0" else s
     core = f"2·{s}·B·H·e LN + {s}·B·I·e GeLU + 2·{s}·B·H masks"
     if args.attention == "sdpa":
-        attn = (f" + 4·{s}·B·H·e qkv,out" + (f" + 2·({k})·B·H·e K,V" if p != "0" else "")
-                + f" + 4·a·B·{s} lse + B·{s}·({k})·e bias")
+        attn = (f" + 4·{s}·B·H·e qkv,out" + (f" + 2·{k}·B·H·e K,V" if p != "0" else "")
+                + f" + 4·a·B·{s} lse + B·{s}·{k}·e bias")
     else:
-        attn = f" + {s}·B·H·e + 2·({k})·B·H·e q,K,V + a·B·{s}·({k})·(2e+1) scores"
+        attn = f" + {s}·B·H·e + 2·{k}·B·H·e q,K,V + a·B·{s}·{k}·(2e+1) scores"
     trainable = ""
     if args.method == "finetune":
         trainable = (f" + {2 if args.attention == 'sdpa' else 3}·{s}·B·H·e + {s}·B·I·e "
@@ -902,10 +905,10 @@ def format_plan(p: Plan) -> str:
     lines.append("")
     if p.fits:
         lines.append(f"FITS: {gib(p.headroom):.2f} GiB to spare per GPU "
-                     f"({100 * p.total / p.budget:.0f}% of the budget)")
+                     f"(the plan uses {100 * p.total / p.budget:.0f}% of the budget)")
     else:
         lines.append(f"DOES NOT FIT: {gib(-p.headroom):.2f} GiB over per GPU "
-                     f"({100 * p.total / p.budget:.0f}% of the budget)")
+                     f"(the plan needs {100 * p.total / p.budget:.0f}% of the budget)")
     if p.host_bytes_per_node:
         lines.append(f"host (CPU) memory for the offloaded state: about "
                      f"{gib(p.host_bytes_per_node):.1f} GiB per node (pinned; not in the GPU "

