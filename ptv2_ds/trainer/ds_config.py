@@ -34,9 +34,11 @@ def resolve_precision(config: dict, requested: str) -> str:
 
 
 def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_size: int,
-                   lr: float, weight_decay: float, precision: str, tb_dir: str | None) -> dict:
+                   lr: float, weight_decay: float, precision: str, tb_dir: str | None,
+                   quantize_frozen: bool = False) -> dict:
     """A copy of ``config`` with every "auto" resolved; explicit values are kept, except the
-    precision sections, which follow ``precision`` when it is not 'auto'."""
+    precision sections, which follow ``precision`` when it is not 'auto'. ``quantize_frozen``
+    turns on ZeRO-3's int8 gathers of non-trainable weights."""
     c = json.loads(json.dumps(config))
     precision = resolve_precision(c, precision)
     if precision not in PRECISIONS:
@@ -64,6 +66,10 @@ def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_siz
             params["lr"] = lr
         if params.get("weight_decay", "auto") == "auto":
             params["weight_decay"] = weight_decay
+    if quantize_frozen:
+        if zero_stage(c) != 3:
+            raise ValueError("--quantize-frozen needs a ZeRO stage 3 DeepSpeed config")
+        c["zero_optimization"]["zero_quantized_nontrainable_weights"] = True
     tb = c.get("tensorboard")
     if tb is not None:
         if tb_dir is None:

@@ -72,9 +72,7 @@ def train(args: TrainArgs) -> dict:
     ds_config = fill_ds_config(ds_file_config, micro_batch=args.batch_size,
                                grad_accum=args.grad_accum, world_size=world, lr=lr,
                                weight_decay=args.weight_decay, precision=precision,
-                               tb_dir=str(out / "tb"))
-    if args.quantize_frozen:
-        ds_config.setdefault("zero_optimization", {})["zero_quantized_nontrainable_weights"] = True
+                               tb_dir=str(out / "tb"), quantize_frozen=args.quantize_frozen)
     stage = zero_stage(ds_config)
 
     # ---- model and task data --------------------------------------------------------------
@@ -173,7 +171,16 @@ def train(args: TrainArgs) -> dict:
                         f"({precision}); stopped before applying it. The last good checkpoint "
                         f"is in {out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
                 engine.backward(loss)
-                engine.step()
+                boundary_norm = (_local_grad_norm(trainable)
+                                 if engine.is_gradient_accumulation_boundary() else None)
+                try:
+                    engine.step()
+                except Exception as e:  # DeepSpeed raises a bare Exception at the scale floor
+                    if "loss scale" not in str(e).lower():
+                        raise
+                    raise TrainingDiverged(
+                        f"{e} (step {state['step'] + 1}); the last good checkpoint is in "
+                        f"{out / CHECKPOINTS}. Lower --lr or use bf16.") from None
                 state["batch_in_epoch"] = index + 1
                 step_losses.append(global_loss)
                 window["micro"] += 1
@@ -191,7 +198,7 @@ def train(args: TrainArgs) -> dict:
                 record = {"step": state["step"], "loss": step_loss,
                           "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
                           "skipped_steps": engine.skipped_steps,
-                          "grad_norm": _grad_norm(engine)}
+                          "grad_norm": _grad_norm(engine, boundary_norm)}
                 log.step_line(record)
                 if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     raise TrainingDiverged(
@@ -257,12 +264,20 @@ def train(args: TrainArgs) -> dict:
 
 
 # ---- helpers -------------------------------------------------------------------------------
-def _grad_norm(engine) -> float | None:
-    """Global norm of the trainable (prompt/head) gradients of the last step, when the engine
-    computed it (it does whenever gradient clipping is on)."""
+def _local_grad_norm(params) -> float | None:
+    """L2 norm of the gradients held in ``p.grad`` (None when ZeRO partitions them away)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])))
+
+
+def _grad_norm(engine, fallback: float | None) -> float | None:
+    """Norm of the trainable (prompt/head) gradients of the last step: DeepSpeed's own value
+    where its optimizer computes one (ZeRO, fp16/bf16), else the norm read before the step."""
     norm = engine.get_global_grad_norm()
     if norm is None:
-        return None
+        return fallback
     return float(norm.item() if torch.is_tensor(norm) else norm)
 
 

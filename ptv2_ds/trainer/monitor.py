@@ -84,7 +84,8 @@ def zero_report(engine, model, device) -> list[dict]:
 
     ``frozen_local`` / ``trainable_local``: elements of this rank's parameter partitions
     (whole tensors without ZeRO-3); ``optimizer_state``: elements of every tensor in the
-    optimizer's state (Adam moments), i.e. what the optimizer really covers."""
+    optimizer's state (Adam moments), i.e. what the optimizer really covers;
+    ``peak_memory_bytes``: as ``peak_memory_bytes()`` on that rank."""
     import deepspeed.comm as dist
 
     def local(p) -> int:
@@ -97,12 +98,13 @@ def zero_report(engine, model, device) -> list[dict]:
     state_elements = sum(t.numel() for s in inner.state.values() for t in s.values()
                          if torch.is_tensor(t) and t.dim() > 0)
     moments = sum(s["exp_avg"].numel() for s in inner.state.values() if "exp_avg" in s)
-    mine = torch.tensor([frozen, trainable, state_elements, moments], dtype=torch.float64,
-                        device=device)
+    mine = torch.tensor([frozen, trainable, state_elements, moments, peak_memory_bytes()],
+                        dtype=torch.float64, device=device)
     parts = [mine]
     if dist.get_world_size() > 1:
         parts = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, mine)
     return [{"rank": r, "frozen_local": int(p[0]), "trainable_local": int(p[1]),
-             "optimizer_state": int(p[2]), "adam_moment_elements": int(p[3])}
+             "optimizer_state": int(p[2]), "adam_moment_elements": int(p[3]),
+             "peak_memory_bytes": int(p[4])}
             for r, p in enumerate(parts)]

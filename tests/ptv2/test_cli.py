@@ -52,7 +52,9 @@ def test_tensorboard_scalars(trained):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/lr", "eval/accuracy", "perf/samples_per_s",
-            "perf/tokens_per_s", "params/trainable", "params/backbone"} <= tags
+            "perf/tokens_per_s", "params/trainable", "params/backbone", "train/skipped_steps",
+            "train/prompt_grad_norm", "memory/rank0_peak_gib"} <= tags
+    assert list((trained / "tb" / "deepspeed").rglob("events.out.tfevents.*"))  # DeepSpeed's
     assert [e.step for e in acc.Scalars("eval/accuracy")] == [3, 6]
 
 
@@ -125,3 +127,34 @@ def test_help_explains_every_option():
                          capture_output=True, text=True, check=True).stdout
     for command in ("train", "eval", "predict", "params"):
         assert command in top
+
+
+def test_diverged_run_stops_with_exit_3_and_intact_checkpoint(tmp_path, tiny_bert_dir,
+                                                              sst2_tiny, capsys):
+    out = tmp_path / "nan"
+    code = main(train_args(tiny_bert_dir, sst2_tiny, out, "--lr", "1e30", "--save-every", "1",
+                           "--max-steps", "10", "--eval-every", "100"))
+    assert code == 3
+    assert "training diverged" in capsys.readouterr().err
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log and all(r["loss"] == r["loss"] for r in log)  # only finite steps were logged
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"step{log[-1]['step']}"
+    assert (out / "checkpoints" / latest / "COMPLETE").is_file()
+    import torch
+    states = torch.load(out / "checkpoints" / latest / "mp_rank_00_model_states.pt",
+                        map_location="cpu", weights_only=False)
+    assert states["module"]
+
+
+def test_resume_auto_continues_and_none_restarts(tmp_path, tiny_bert_dir, sst2_tiny, capsys):
+    out = tmp_path / "resume"
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "4")) == 0
+    capsys.readouterr()
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "6")) == 0
+    assert "resumed from" in capsys.readouterr().out
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "2",
+                           "--resume", "none")) == 0
+    assert "resumed from" not in capsys.readouterr().out
