@@ -20,7 +20,7 @@ from torch import nn
 
 from ..prompts import Prefix, PrefixShape
 from .base import Backbone, zero3
-from .layout import render_cloze
+from .layout import pad_features, render_cloze
 
 RELEASE_MARKERS = ("latest_checkpointed_iteration.txt", "latest")
 
@@ -118,22 +118,9 @@ class GLMBackbone(Backbone):
                 **({"mask_index": int(f["mask_index"])} if "mask_index" in f else {})}
 
     def collate(self, features):
-        width = max(len(f["input_ids"]) for f in features)
-        pad = self.tokenizer.pad_token_id
-        batch = {
-            "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"]))
-                                       for f in features]),
-            "position_ids": torch.tensor([[row + [0] * (width - len(row))
-                                           for row in f["position_ids"]] for f in features]),
-            "sep": torch.tensor([f["sep"] for f in features]),
-            # real tokens (for token counts and shallow prompts); attention itself uses sep
-            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) +
-                                            [0] * (width - len(f["input_ids"]))
-                                            for f in features]),
-        }
-        if "mask_index" in features[0]:
-            batch["mask_index"] = torch.tensor([f["mask_index"] for f in features])
-        return batch
+        # attention itself uses sep; attention_mask (real tokens) serves token counts
+        return pad_features(features, {"input_ids": self.tokenizer.pad_token_id,
+                                       "position_ids": 0})
 
     # ---- model --------------------------------------------------------------------------
     def input_embeddings(self) -> nn.Embedding:

@@ -11,7 +11,7 @@ from torch import nn
 from ..prompts import Prefix, PrefixShape
 from .attention import register_prefix_attention
 from .base import Backbone, zero3
-from .layout import SpecialTokenLayout, render_cloze, truncate_pair
+from .layout import SpecialTokenLayout, pad_features, render_cloze, truncate_pair
 
 SUPPORTED_TYPES = ("bert", "roberta", "xlm-roberta")
 
@@ -88,21 +88,8 @@ class HFEncoder(Backbone):
                 "mask_index": mask_index + len(self.layout.single[0][0])}
 
     def collate(self, features):
-        width = max(len(f["input_ids"]) for f in features)
-        pad = self.tokenizer.pad_token_id
-        batch = {
-            "input_ids": torch.tensor([f["input_ids"] + [pad] * (width - len(f["input_ids"]))
-                                       for f in features]),
-            "attention_mask": torch.tensor([[1] * len(f["input_ids"]) +
-                                            [0] * (width - len(f["input_ids"]))
-                                            for f in features]),
-            "token_type_ids": torch.tensor([f["token_type_ids"] +
-                                            [0] * (width - len(f["token_type_ids"]))
-                                            for f in features]),
-        }
-        if "mask_index" in features[0]:
-            batch["mask_index"] = torch.tensor([f["mask_index"] for f in features])
-        return batch
+        return pad_features(features, {"input_ids": self.tokenizer.pad_token_id,
+                                       "token_type_ids": 0})
 
     # ---- model --------------------------------------------------------------------------
     def input_embeddings(self) -> nn.Embedding:

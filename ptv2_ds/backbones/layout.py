@@ -1,6 +1,8 @@
 """Token-level layout helpers shared by every backbone adapter."""
 from __future__ import annotations
 
+import torch
+
 MASK_SLOT = "{mask}"
 
 
@@ -122,3 +124,28 @@ class SpecialTokenLayout:
 
     def num_special(self, pair: bool) -> int:
         return sum(len(r) for r in (self.pair if pair else self.single)[0])
+
+
+def pad_features(features: list[dict], pad_values: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Pad per-example features to the batch's longest ``input_ids``.
+
+    Keys in ``pad_values`` are sequences (or lists of sequences, such as GLM's 2-row
+    ``position_ids``) padded with that value; every other key holds one int per example
+    (``sep``, ``mask_index``, ``labels``) and becomes a [B] tensor. ``attention_mask`` [B, S]
+    marks the real tokens."""
+    width = max(len(f["input_ids"]) for f in features)
+
+    def pad(seq: list[int], value: int) -> list[int]:
+        return seq + [value] * (width - len(seq))
+
+    batch = {}
+    for key, value in pad_values.items():
+        rows = [f[key] for f in features]
+        nested = bool(rows[0]) and isinstance(rows[0][0], list)
+        batch[key] = torch.tensor([[pad(r, value) for r in x] if nested else pad(x, value)
+                                   for x in rows])
+    batch["attention_mask"] = torch.tensor([pad([1] * len(f["input_ids"]), 0) for f in features])
+    for key in features[0]:
+        if key not in pad_values:
+            batch[key] = torch.tensor([f[key] for f in features])
+    return batch
