@@ -22,61 +22,29 @@
 ##SBATCH --mem=0
 set -euo pipefail
 
-# --- paths (relative paths are resolved from the repository root) -----------------------
+# --- model, task, paths (relative paths are resolved from the repository root) ----------
+: "${MODEL:=glm-10b}"                        # a GLM preset, loaded from MODEL_PATH
 : "${MODEL_PATH:=/path/to/glm-10b}"          # THUDM release directory or hub layout
+: "${TASK:=cb}"
 : "${DATA_DIR:=data/CB}"                     # SuperGLUE CB: train.jsonl, val.jsonl
-: "${TRAIN_FILE:=$DATA_DIR/train.jsonl}"
-: "${VALIDATION_FILE:=$DATA_DIR/val.jsonl}"
 : "${OUT:=runs/glm10b-cb}"                   # metrics.json, artifact/, tb/, checkpoints/
 : "${DS_CONFIG:=ds_configs/zero3_fp16.json}"
-: "${PRECISION:=fp16}"
-: "${SETUP_SCRIPT:=}"                        # sourced first: module loads, venv (README)
-export SETUP_SCRIPT
 
 # --- hyper-parameters: starting points in the spirit of the P-Tuning v2 paper's GLM runs,
 # --- not verified reproductions of its numbers
 : "${PREFIX_LEN:=16}"
-: "${PREFIX_LAYERS:=all}"
-: "${REPARAM:=embedding}"                    # or mlp (the paper's reparameterisation)
-: "${HEAD:=linear}"                          # the paper's default; verbalizer = Table 5
 : "${LR:=5e-3}"
 : "${EPOCHS:=100}"                           # 250 training examples
 : "${BATCH_SIZE:=2}"                         # per GPU; global = BATCH_SIZE x 8 GPUs x GRAD_ACCUM
-: "${GRAD_ACCUM:=1}"
 : "${MAX_SEQ_LEN:=256}"
 : "${SEED:=42}"
 : "${GRADIENT_CHECKPOINTING:=1}"
-: "${RESUME:=auto}"                          # auto: continue from OUT/checkpoints after a requeue
-: "${EXTRA_ARGS:=}"                          # more `ptv2 train` flags, e.g. "--eval-every 100"
 
-# --- the repository: sbatch runs a copy of this file, so prefer the submit directory ----
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT=""
-for candidate in "${PTV2_ROOT:-}" "$here/.." "${SLURM_SUBMIT_DIR:-}" \
-    "${SLURM_SUBMIT_DIR:+$SLURM_SUBMIT_DIR/..}"; do
-    if [[ -n "$candidate" && -f "$candidate/slurm/launch.sh" ]]; then
-        REPO_ROOT="$(cd "$candidate" && pwd)"
-        break
-    fi
+# --- hand over to ptv2_job in slurm/launch.sh: the other variables, the `ptv2 train` command;
+# --- sbatch runs a spooled copy of this file, so the repository may be the submit directory
+for dir in ${PTV2_ROOT:+"$PTV2_ROOT"} "$(dirname "${BASH_SOURCE[0]}")/.." \
+    ${SLURM_SUBMIT_DIR:+"$SLURM_SUBMIT_DIR" "$SLURM_SUBMIT_DIR/.."}; do
+    # shellcheck source-path=SCRIPTDIR source=launch.sh
+    if [[ -f "$dir/slurm/launch.sh" ]]; then source "$dir/slurm/launch.sh"; ptv2_job; fi
 done
-if [[ -z "$REPO_ROOT" ]]; then
-    echo "error: cannot find the ptv2_ds repository; submit from it or set PTV2_ROOT" >&2
-    exit 2
-fi
-
-args=(--model glm-10b --model-path "$MODEL_PATH" --task cb
-      --train-file "$TRAIN_FILE" --validation-file "$VALIDATION_FILE" --output-dir "$OUT"
-      --deepspeed "$DS_CONFIG" --precision "$PRECISION"
-      --method ptv2 --prefix-len "$PREFIX_LEN" --prefix-layers "$PREFIX_LAYERS"
-      --reparam "$REPARAM" --head "$HEAD"
-      --lr "$LR" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" --grad-accum "$GRAD_ACCUM"
-      --max-seq-len "$MAX_SEQ_LEN" --seed "$SEED" --resume "$RESUME")
-if [[ "$GRADIENT_CHECKPOINTING" == 1 ]]; then
-    args+=(--gradient-checkpointing)
-else
-    args+=(--no-gradient-checkpointing)
-fi
-read -r -a extra <<<"$EXTRA_ARGS"
-args+=(${extra[@]+"${extra[@]}"})
-
-exec "${BASH:-bash}" "$REPO_ROOT/slurm/launch.sh" "${args[@]}"
+echo "error: cannot find the ptv2_ds repository; submit from it or set PTV2_ROOT" >&2; exit 2

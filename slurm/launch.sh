@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # slurm/launch.sh - the one launch helper behind every sbatch script in slurm/.
 #
-#   bash slurm/launch.sh TRAIN_ARGS...        (from an sbatch script, or inside salloc)
+#   bash slurm/launch.sh TRAIN_ARGS...        (by hand, e.g. inside salloc)
+#   source slurm/launch.sh && ptv2_job        (what the job scripts do: see ptv2_job below)
 #
 # runs `ptv2 train TRAIN_ARGS...` as one process per GPU on every node of the Slurm
 # allocation, forwards Slurm's warning signal to the training processes so they can write a
@@ -389,6 +390,61 @@ ptv2_launch_main() {
     PTV2_TRAIN_ARGS=("$@")
     ptv2_run_and_wait "${cmd[@]}"
     ptv2_finish "$PTV2_RC"
+}
+
+# --- the job scripts' common part --------------------------------------------------------
+# ptv2_job: the end of every slurm/*.sh job script, which sources this file and calls it once
+# it has set its own variables. It fills in the defaults that all the job scripts share, turns
+# the variables into `ptv2 train` arguments and execs this file with them (so the batch shell
+# becomes launch.sh, which gets Slurm's signals). The variables:
+#
+#   MODEL            a GLM preset (glm-10b, glm-2b): --model MODEL --model-path MODEL_PATH;
+#                    empty: a Hugging Face model named by MODEL_PATH (--model MODEL_PATH)
+#   MODEL_PATH TASK DATA_DIR OUT DS_CONFIG PREFIX_LEN LR EPOCHS BATCH_SIZE MAX_SEQ_LEN SEED
+#   GRADIENT_CHECKPOINTING (1 or 0)                   set by every job script
+#   TRAIN_FILE VALIDATION_FILE PRECISION PREFIX_LAYERS REPARAM HEAD GRAD_ACCUM RESUME
+#   EXTRA_ARGS SETUP_SCRIPT                           defaults below, the same for all scripts
+ptv2_job() {
+    local name
+    for name in MODEL_PATH TASK DATA_DIR OUT DS_CONFIG PREFIX_LEN LR EPOCHS BATCH_SIZE \
+        MAX_SEQ_LEN SEED GRADIENT_CHECKPOINTING; do
+        [[ -n "${!name:-}" ]] || ptv2_die "$name is empty: set it (the job script gives a default)"
+    done
+    : "${TRAIN_FILE:=$DATA_DIR/train.jsonl}"
+    : "${VALIDATION_FILE:=$DATA_DIR/val.jsonl}"
+    : "${PRECISION:=fp16}"
+    : "${PREFIX_LAYERS:=all}"
+    : "${REPARAM:=embedding}"        # or mlp (the paper's reparameterisation)
+    : "${HEAD:=linear}"              # the paper's default; verbalizer = Table 5
+    : "${GRAD_ACCUM:=1}"
+    : "${RESUME:=auto}"              # auto: continue from OUT/checkpoints after a requeue
+    : "${EXTRA_ARGS:=}"              # more `ptv2 train` flags, e.g. "--eval-every 100"
+    export SETUP_SCRIPT="${SETUP_SCRIPT:-}"   # sourced first: module loads, venv (README)
+
+    local -a args extra
+    if [[ -n "${MODEL:-}" ]]; then
+        args=(--model "$MODEL" --model-path "$MODEL_PATH")
+    else
+        args=(--model "$MODEL_PATH")
+    fi
+    args+=(--task "$TASK"
+           --train-file "$TRAIN_FILE" --validation-file "$VALIDATION_FILE" --output-dir "$OUT"
+           --deepspeed "$DS_CONFIG" --precision "$PRECISION"
+           --method ptv2 --prefix-len "$PREFIX_LEN" --prefix-layers "$PREFIX_LAYERS"
+           --reparam "$REPARAM" --head "$HEAD"
+           --lr "$LR" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE" --grad-accum "$GRAD_ACCUM"
+           --max-seq-len "$MAX_SEQ_LEN" --seed "$SEED" --resume "$RESUME")
+    if [[ "$GRADIENT_CHECKPOINTING" == 1 ]]; then
+        args+=(--gradient-checkpointing)
+    else
+        args+=(--no-gradient-checkpointing)
+    fi
+    read -r -a extra <<<"$EXTRA_ARGS"
+    args+=(${extra[@]+"${extra[@]}"})
+
+    local slurm_dir
+    slurm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+    exec "${BASH:-bash}" "$slurm_dir/launch.sh" "${args[@]}"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
