@@ -89,12 +89,15 @@ class DeepPrompt(nn.Module):
         """Returns a list with one entry per backbone layer: ``None`` or ``(k, v)``, each
         [B, heads, P, head_dim]."""
         P, s = self.prefix_len, self.shape
-        table = self.collapsed_table()  # [P, n_sel*2*H]
-        table = self.dropout(table.unsqueeze(0).expand(batch_size, -1, -1))
-        # [B, P, n_sel, 2, heads, head_dim] -> [n_sel, 2, B, heads, P, head_dim]
-        kv = table.view(batch_size, P, len(self.layers), 2, s.num_heads, s.head_dim)
-        kv = kv.permute(2, 3, 0, 4, 1, 5)
+        n = 2 * len(self.layers)
+        # [P, n_sel*2*H] -> [n_sel*2, 1, heads, P, head_dim], broadcast over the batch
+        kv = self.collapsed_table().view(P, n, s.num_heads, s.head_dim).permute(1, 2, 0, 3)
+        kv = kv.unsqueeze(1).expand(n, batch_size, s.num_heads, P, s.head_dim)
+        # dropout draws a separate mask per example (it materialises the batch only while
+        # training); unbind's backward is a single stack, where slicing each layer out would
+        # build a full-size gradient buffer per slice
+        pieces = self.dropout(kv).unbind(0)
         prefix: Prefix = [None] * s.num_layers
         for slot, layer in enumerate(self.layers):
-            prefix[layer] = (kv[slot, 0], kv[slot, 1])
+            prefix[layer] = (pieces[2 * slot], pieces[2 * slot + 1])
         return prefix
