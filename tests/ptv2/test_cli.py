@@ -158,3 +158,15 @@ def test_resume_auto_continues_and_none_restarts(tmp_path, tiny_bert_dir, sst2_t
     assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "2",
                            "--resume", "none")) == 0
     assert "resumed from" not in capsys.readouterr().out
+
+
+def test_bf16_run_on_cpu(tmp_path, tiny_bert_dir, sst2_tiny):
+    out = tmp_path / "bf16"
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--precision", "bf16",
+                           "--max-steps", "3", "--eval-every", "3")) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert all(r["loss_scale"] is None and r["skipped_steps"] == 0 for r in log)
+    from safetensors.torch import load_file
+    tensors = load_file(str(out / "artifact" / "model.safetensors"))
+    assert all(t.dtype.is_floating_point and t.dtype.itemsize == 4 for t in tensors.values())
