@@ -25,7 +25,8 @@ class ModelArgs:
                      "backbone: a local directory, a Hugging Face hub name (BERT/RoBERTa), "
                      "or a GLM preset (glm-large, glm-2b, glm-10b, glm-10b-chinese)")
     model_path: str | None = opt(None, "directory with the weights when --model is a GLM preset "
-                                       "(THUDM release directory or hub layout)")
+                                       "(THUDM release directory or hub layout); `ptv2 params` "
+                                       "and `ptv2 plan` work from the preset alone")
     method: str = opt("ptv2", "ptv2: deep prompts on a frozen backbone; prompt: input-layer "
                               "prompt only (frozen); finetune: train everything",
                       ["ptv2", "prompt", "finetune"])

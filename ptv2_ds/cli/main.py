@@ -113,11 +113,25 @@ def cmd_predict(args: cfg.PredictArgs) -> int:
 
 
 def cmd_params(args: cfg.ParamsArgs) -> int:
-    from ..builder import build_model
-    from ..tasks import get_task
+    from glm.config import PRESETS
 
-    model = build_model(args, get_task("sst2"), num_classes=args.num_classes)
-    print(json.dumps({"model": args.model, "method": args.method, **model.parameter_counts()}))
+    if args.model in PRESETS and not args.model_path:
+        # no weights to load: count from the preset's shape (the planner's exact formulas)
+        from ..planner import plan
+
+        p = plan(PlanArgs(model=args.model, method=args.method, prefix_len=args.prefix_len,
+                          prefix_layers=args.prefix_layers, reparam=args.reparam,
+                          prefix_hidden=args.prefix_hidden, prompt_encoder=args.prompt_encoder,
+                          head=args.head, num_classes=args.num_classes))
+        counts = {"trainable_params": p.trainable_params, "backbone_params": p.backbone_params,
+                  "trainable_ratio": p.trainable_params / p.backbone_params}
+    else:
+        from ..builder import build_model
+        from ..tasks import get_task
+
+        counts = build_model(args, get_task("sst2"),
+                             num_classes=args.num_classes).parameter_counts()
+    print(json.dumps({"model": args.model, "method": args.method, **counts}))
     return 0
 
 

@@ -170,3 +170,13 @@ def test_bf16_run_on_cpu(tmp_path, tiny_bert_dir, sst2_tiny):
     from safetensors.torch import load_file
     tensors = load_file(str(out / "artifact" / "model.safetensors"))
     assert all(t.dtype.is_floating_point and t.dtype.itemsize == 4 for t in tensors.values())
+
+
+def test_params_for_a_glm_preset_needs_no_weights(capsys):
+    capsys.readouterr()
+    assert main(["params", "--model", "glm-10b", "--prefix-len", "16"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    H, L = 4096, 48
+    assert counts["backbone_params"] == 9_880_682_496
+    # prefix table + GLM's pooler head (Linear(H, H) + Linear(H, 2))
+    assert counts["trainable_params"] == 16 * L * 2 * H + (H * H + H) + (H * 2 + 2)
