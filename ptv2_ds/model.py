@@ -85,23 +85,26 @@ class PromptedModel(nn.Module):
         return {"trainable_params": trainable, "backbone_params": backbone,
                 "trainable_ratio": trainable / max(backbone, 1)}
 
+    def _artifact_tensors(self) -> dict[str, torch.Tensor]:
+        """The live tensors an artifact holds, by artifact name (prompts in table form)."""
+        tensors: dict[str, torch.Tensor] = {}
+        if self.deep_prompt is not None:
+            tensors["deep_prompt.table"] = self.deep_prompt.collapsed_table()
+        if self.input_prompt is not None:
+            tensors["input_prompt.table"] = self.input_prompt.collapsed_table()
+        for name, tensor in self.head.state_dict().items():
+            tensors[f"head.{name}"] = tensor
+        if self.settings.method == "finetune":  # the backbone changed too
+            for name, tensor in self.backbone.state_dict().items():
+                tensors[f"backbone.{name}"] = tensor
+        return tensors
+
     @torch.no_grad()
     def artifact_state(self) -> dict[str, torch.Tensor]:
-        """Prompt and head tensors only, every prompt collapsed to its table form.
-
-        For ``finetune`` the backbone changed too, so its weights are included."""
-        state: dict[str, torch.Tensor] = {}
-        if self.deep_prompt is not None:
-            state["deep_prompt.table"] = self.deep_prompt.collapsed_table()
-        if self.input_prompt is not None:
-            state["input_prompt.table"] = self.input_prompt.collapsed_table()
-        for name, tensor in self.head.state_dict().items():
-            state[f"head.{name}"] = tensor
-        if self.settings.method == "finetune":
-            for name, tensor in self.backbone.state_dict().items():
-                state[f"backbone.{name}"] = tensor
+        """Prompt and head tensors only (fp32, CPU), every prompt collapsed to its table form;
+        for ``finetune`` the backbone's weights too."""
         return {k: v.detach().float().cpu().contiguous() if v.is_floating_point()
-                else v.detach().cpu().contiguous() for k, v in state.items()}
+                else v.detach().cpu().contiguous() for k, v in self._artifact_tensors().items()}
 
     def collapse_prompts(self) -> None:
         """Replace MLP/LSTM prompt encoders by the equivalent plain tables (for inference)."""
@@ -112,18 +115,9 @@ class PromptedModel(nn.Module):
 
     @torch.no_grad()
     def load_artifact_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Load tensors written by ``artifact_state`` (prompts must already be collapsed)."""
+        """Load tensors written by ``artifact_state`` (collapsing the prompts first)."""
         self.collapse_prompts()
-        own = {}
-        if self.deep_prompt is not None:
-            own["deep_prompt.table"] = self.deep_prompt.table
-        if self.input_prompt is not None:
-            own["input_prompt.table"] = self.input_prompt.table
-        for name, tensor in self.head.state_dict().items():
-            own[f"head.{name}"] = tensor
-        if self.settings.method == "finetune":
-            for name, tensor in self.backbone.state_dict().items():
-                own[f"backbone.{name}"] = tensor
+        own = self._artifact_tensors()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .. import config as cfg
@@ -38,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("params", cfg.ParamsArgs, "count trainable and backbone parameters"),
         ("plan", PlanArgs, "per-GPU memory budget and whether it fits (exit 0 = fits)"),
     ]:
-        p = sub.add_parser(name, help=text, description=text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter
-                           if False else argparse.HelpFormatter)
+        p = sub.add_parser(name, help=text, description=text)
         cfg.add_arguments(p, cls)
         p.set_defaults(args_class=cls)
     return parser
@@ -76,39 +75,39 @@ def cmd_train(args: cfg.TrainArgs) -> int:
     return 0
 
 
-def cmd_eval(args: cfg.EvalArgs) -> int:
+def _artifact_and_data(args, data_file: str, require_labels: bool):
+    """(model, task, number of rows, batches) for ``ptv2 eval`` / ``ptv2 predict``."""
     from ..inference import load_for_inference
     from ..tasks import encode_examples, make_loader, read_task_file
-    from ..trainer import evaluate
 
     model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
-    rows = read_task_file(task, args.data)
+    rows = read_task_file(task, data_file, require_labels=require_labels)
     data = encode_examples(rows, task, model.backbone, args.max_seq_len or meta["max_seq_len"],
                            meta.get("template"), show_progress=False)
-    metrics = evaluate(model, make_loader(data, model.backbone, args.batch_size), task, "cpu")
-    print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
+    return model, task, len(rows), make_loader(data, model.backbone, args.batch_size)
+
+
+def cmd_eval(args: cfg.EvalArgs) -> int:
+    from ..trainer import evaluate
+
+    model, task, n_rows, loader = _artifact_and_data(args, args.data, require_labels=True)
+    metrics = evaluate(model, loader, task, "cpu")
+    print(json.dumps({"task": task.name, "examples": n_rows, **metrics}))
     return 0
 
 
 def cmd_predict(args: cfg.PredictArgs) -> int:
-    from ..inference import load_for_inference
-    from ..tasks import encode_examples, make_loader, read_task_file
     from ..trainer import predict_logits
 
-    model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
-    rows = read_task_file(task, args.input, require_labels=False)
-    data = encode_examples(rows, task, model.backbone, args.max_seq_len or meta["max_seq_len"],
-                           meta.get("template"), show_progress=False)
-    logits, _ = predict_logits(model, make_loader(data, model.backbone, args.batch_size), "cpu",
-                               show_progress=True)
+    model, task, n_rows, loader = _artifact_and_data(args, args.input, require_labels=False)
+    logits, _ = predict_logits(model, loader, "cpu", show_progress=True)
     tmp = args.output + ".tmp"
     with open(tmp, "w") as f:
         for row_logits in logits:
             f.write(json.dumps({"label": task.labels[int(row_logits.argmax())],
                                 "scores": [round(x, 6) for x in row_logits.tolist()]}) + "\n")
-    import os
     os.replace(tmp, args.output)
-    print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    print(f"[ptv2] wrote {n_rows} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
