@@ -51,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 2
-    args = cfg.build(ns.args_class, ns)
     try:
-        return COMMANDS[ns.command](args)
+        return COMMANDS[ns.command](cfg.build(ns.args_class, ns))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         # user-facing failures (bad data, bad flags, missing files): a message, not a traceback
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        print(e.code, file=sys.stderr)  # a message that already names the file/option
         return 2
 
 

@@ -53,6 +53,8 @@ def train(args: TrainArgs) -> dict:
 
     Raises ``Preempted`` after checkpointing on SIGTERM/SIGUSR1 and ``TrainingDiverged`` when
     the loss goes non-finite (the CLI turns both into exit codes)."""
+    task = get_task(args.task)  # bad names and files fail here, before any process group
+    ds_file_config = load_ds_config(args.deepspeed)
     dist_env.ensure_dist_env()
     import deepspeed
 
@@ -65,8 +67,6 @@ def train(args: TrainArgs) -> dict:
     flags = StopFlags()
 
     # ---- DeepSpeed config first: ZeRO-3 decides how the backbone is built -----------------
-    task = get_task(args.task)
-    ds_file_config = load_ds_config(args.deepspeed)
     precision = resolve_precision(ds_file_config, args.precision)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
     ds_config = fill_ds_config(ds_file_config, micro_batch=args.batch_size,

@@ -111,9 +111,11 @@ def test_bad_data_is_a_message_not_a_traceback(tmp_path, tiny_bert_dir, sst2_tin
     assert "bad.tsv:3: expected 2 tab-separated columns" in capsys.readouterr().err
 
 
-def test_missing_artifact_is_named(tmp_path):
-    with pytest.raises(SystemExit, match="ptv2_artifact.json not found"):
-        main(["eval", "--artifact", str(tmp_path), "--data", "x.tsv"])
+def test_missing_artifact_is_named(tmp_path, capsys):
+    assert main(["eval", "--artifact", str(tmp_path), "--data", "x.tsv"]) == 2
+    assert "ptv2_artifact.json not found" in capsys.readouterr().err
+    assert main(["eval", "--artifact", str(tmp_path)]) == 2
+    assert "missing required option(s): --data" in capsys.readouterr().err
 
 
 def test_help_explains_every_option():
