@@ -182,3 +182,32 @@ def test_params_for_a_glm_preset_needs_no_weights(capsys):
     assert counts["backbone_params"] == 9_880_682_496
     # prefix table + GLM's pooler head (Linear(H, H) + Linear(H, 2))
     assert counts["trainable_params"] == 16 * L * 2 * H + (H * H + H) + (H * 2 + 2)
+
+
+def test_fp16_loss_scale_floor_stops_with_exit_3(monkeypatch, tmp_path, tiny_bert_dir,
+                                                 sst2_tiny, capsys):
+    """DeepSpeed raises a bare Exception when the fp16 loss scale cannot go lower; fp16 does
+    not run on CPU, so the engine's step is made to raise it at step 3."""
+    import deepspeed
+
+    real_initialize = deepspeed.initialize
+
+    def initialize(*args, **kwargs):
+        engine, *rest = real_initialize(*args, **kwargs)
+        real_step, calls = engine.step, []
+
+        def step(*a, **kw):
+            calls.append(1)
+            if len(calls) == 3:
+                raise Exception("Current loss scale already at minimum - cannot decrease "
+                                "scale anymore. Exiting run.")
+            return real_step(*a, **kw)
+
+        engine.step = step
+        return (engine, *rest)
+
+    monkeypatch.setattr(deepspeed, "initialize", initialize)
+    out = tmp_path / "floor"
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--save-every", "1")) == 3
+    assert "loss scale already at minimum" in capsys.readouterr().err
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step2"
