@@ -518,6 +518,22 @@ def _sp_file(path: str | None) -> str:
 
 
 # -- public entry points ----------------------------------------------------------------------
+def holds_tokenizer_files(kind: str, directory: str) -> bool:
+    """Whether ``directory`` holds the vocabulary files of tokenizer ``kind`` (or a GLM
+    tokenizer saved with ``save_pretrained``), so that it can be passed to
+    ``load_glm_tokenizer``; a checkpoint directory without them uses the packaged default."""
+    if not os.path.isdir(directory):
+        return False
+    if _saved_glm_kind(directory) == kind:
+        return True
+    if kind == "gpt2":
+        return bool(_first_existing(directory, _GPT2_VOCAB_NAMES)
+                    and _first_existing(directory, _GPT2_MERGES_NAMES))
+    if kind == "bert-uncased":
+        return os.path.isfile(os.path.join(directory, "vocab.txt"))
+    return os.path.isfile(os.path.join(directory, _SP_MODEL_NAME))
+
+
 
 def load_glm_tokenizer(
     kind: str, vocab_dir_or_file: str | None = None, *, model_max_length: int | None = None

@@ -37,7 +37,8 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        """Pad a list of ``encode`` outputs into a batch of tensors."""
+        """Pad a list of ``encode`` outputs into a batch of tensors; per-example ints added to
+        the features (``labels``) become [B] tensors (see ``layout.pad_features``)."""
         raise NotImplementedError
 
     def forward(self, batch: dict[str, torch.Tensor], prefix: Prefix | None = None,

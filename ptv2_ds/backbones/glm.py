@@ -64,7 +64,7 @@ class GLMBackbone(Backbone):
         super().__init__()
         from glm.checkpoint import from_pretrained
         from glm.config import PRESETS
-        from glm.tokenization import load_glm_tokenizer
+        from glm.tokenization import holds_tokenizer_files, load_glm_tokenizer
 
         preset = model if model in PRESETS else None
         path = model_path or (None if preset else model)
@@ -83,7 +83,7 @@ class GLMBackbone(Backbone):
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         c = self.model.config
-        tokenizer_dir = path if _has_tokenizer_files(path) else None
+        tokenizer_dir = path if holds_tokenizer_files(c.tokenizer, path) else None
         self.tokenizer = load_glm_tokenizer(c.tokenizer, tokenizer_dir,
                                             model_max_length=c.max_position_embeddings)
         self.hidden_size = c.hidden_size
@@ -153,8 +153,3 @@ class GLMBackbone(Backbone):
         """Tied LM logits [N, V] for hidden states [N, H] (GLM has no output bias)."""
         return F.linear(hidden, self.model.word_embeddings.weight)
 
-
-def _has_tokenizer_files(path: str) -> bool:
-    names = ("tokenizer_config.json", "vocab.json", "encoder.json", "vocab.txt",
-             "cog-pretrain.model")
-    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, n)) for n in names)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from .. import config as cfg
@@ -101,16 +100,11 @@ def cmd_eval(args: cfg.EvalArgs) -> int:
 
 
 def cmd_predict(args: cfg.PredictArgs) -> int:
-    from ..trainer import predict_logits
+    from ..trainer import predict_logits, write_predictions
 
     model, task, n_rows, loader = _artifact_and_data(args, args.input, require_labels=False)
     logits, _ = predict_logits(model, loader, "cpu", show_progress=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w") as f:
-        for row_logits in logits:
-            f.write(json.dumps({"label": task.labels[int(row_logits.argmax())],
-                                "scores": [round(x, 6) for x in row_logits.tolist()]}) + "\n")
-    os.replace(tmp, args.output)
+    write_predictions(args.output, logits, task.labels)
     print(f"[ptv2] wrote {n_rows} predictions to {args.output}", file=sys.stderr)
     return 0
 

@@ -33,6 +33,7 @@ class ClassificationTask:
     cloze_template: str              # for --head verbalizer; {a}, {b}, {mask}
     verbalizer: tuple[str, ...]      # one label word per class, same order as labels
     glm_verbalizer: tuple[str, ...] | None = None
+    hub_fields: tuple[str, str | None] | None = None  # when the hub names them otherwise
 
     @property
     def main_metric(self) -> str:
@@ -49,7 +50,7 @@ TASKS: dict[str, ClassificationTask] = {t.name: t for t in [
     ClassificationTask(
         "mnli", ("entailment", "neutral", "contradiction"), ("sentence1", "sentence2"),
         "gold_label", "tsv", ("glue", "mnli"), "validation_matched", ("accuracy",),
-        "{a} ? {mask} , {b}", ("yes", "maybe", "no")),
+        "{a} ? {mask} , {b}", ("yes", "maybe", "no"), hub_fields=("premise", "hypothesis")),
     ClassificationTask(
         "rte", ("entailment", "not_entailment"), ("premise", "hypothesis"), "label", "jsonl",
         ("super_glue", "rte"), "validation", ("accuracy",), "{a} ? {mask} , {b}",
@@ -122,11 +123,7 @@ def read_hub_split(task: ClassificationTask, split: str) -> list[Example]:
             f"could not load {'/'.join(task.hub)} split {split!r} from the Hugging Face hub "
             f"({type(e).__name__}: {e}); offline, pass --train-file/--validation-file with "
             f"local {task.file_format.upper()} files instead") from None
-    field_a, field_b = task.fields
-    if task.name == "sst2":
-        field_a = "sentence"
-    if task.name == "mnli":
-        field_a, field_b = "premise", "hypothesis"
+    field_a, field_b = task.hub_fields or task.fields
     out = []
     for row in data:
         label = row.get("label", -1)

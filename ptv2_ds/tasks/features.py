@@ -36,13 +36,9 @@ def encode_examples(examples: list[Example], task: ClassificationTask, backbone,
 
 def make_loader(dataset: FeatureDataset, backbone, batch_size: int, *, shuffle: bool = False,
                 sampler=None, seed: int = 0) -> DataLoader:
-    """Batches padded by the backbone. The loader draws its seeds from its own generator, not
-    the global RNG, so that starting an epoch leaves dropout's random stream untouched."""
-    def collate(features: list[dict]) -> dict[str, torch.Tensor]:
-        batch = backbone.collate(features)
-        batch["labels"] = torch.tensor([f["labels"] for f in features])
-        return batch
-
+    """Batches padded by the backbone (labels included). The loader draws its seeds from its
+    own generator, not the global RNG, so that starting an epoch leaves dropout's random stream
+    untouched."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                      sampler=sampler, collate_fn=collate,
+                      sampler=sampler, collate_fn=backbone.collate,
                       generator=torch.Generator().manual_seed(seed))

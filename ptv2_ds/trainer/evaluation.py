@@ -1,6 +1,10 @@
 """Evaluation and prediction loops shared by training, ``ptv2 eval`` and ``ptv2 predict``."""
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import torch
 from tqdm.auto import tqdm
 
@@ -30,3 +34,15 @@ def evaluate(model, loader, task, device, show_progress: bool = False) -> dict[s
     predictions = logits.argmax(-1)[keep].tolist()
     return classification_metrics(task.metrics, predictions, labels[keep].tolist(),
                                   len(task.labels))
+
+
+def write_predictions(path: str | Path, logits: torch.Tensor, labels: tuple[str, ...]) -> None:
+    """One JSON line per row, in order: the predicted label string and the class scores.
+    Written to a temporary file and renamed, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as f:
+        for row in logits:
+            f.write(json.dumps({"label": labels[int(row.argmax())],
+                                "scores": [round(x, 6) for x in row.tolist()]}) + "\n")
+    os.replace(tmp, path)

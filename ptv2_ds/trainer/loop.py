@@ -25,7 +25,7 @@ from ..tasks import encode_examples, get_task, load_splits, make_loader
 from . import checkpointing
 from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
-from .evaluation import evaluate, predict_logits
+from .evaluation import evaluate, predict_logits, write_predictions
 from .guards import Preempted, StopFlags, TrainingDiverged, loss_scale
 from .monitor import RunLog, gather_peak_memory, zero_report
 
@@ -137,7 +137,7 @@ def train(args: TrainArgs) -> dict:
                     metrics[task.main_metric] > state["best"][task.main_metric])
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
-            _write_artifact(engine, model, args, task, out / "artifact")
+            _write_artifact(engine, model, args, task, template, counts, out / "artifact")
         log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
         if main:
             _write_metrics(out, args, task, counts, state, final=None)
@@ -293,7 +293,8 @@ def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict
     return result
 
 
-def _write_artifact(engine, model, args, task, directory: Path) -> None:
+def _write_artifact(engine, model, args, task, template: str | None, counts: dict,
+                    directory: Path) -> None:
     """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0."""
     import deepspeed
 
@@ -314,11 +315,11 @@ def _write_artifact(engine, model, args, task, directory: Path) -> None:
                    "prefix_layers": list(deep.layers) if deep is not None else [],
                    "prompt_encoder": s.prompt_encoder},
         "head": {"type": args.head, "verbalizer": args.verbalizer, "dropout": args.head_dropout},
-        "template": cloze_template(args, task),
+        "template": template,
         "max_seq_len": args.max_seq_len,
         "backbone": {**model.backbone.describe(), "model": args.model,
                      "model_path": args.model_path},
-        **model.parameter_counts(),
+        **counts,
     }
     save_artifact(directory, tensors, meta)
 
@@ -327,9 +328,5 @@ def _predict_test(engine, rows, task, backbone, args, template, device, path: Pa
     """Every rank runs the forward (required under ZeRO-3); rank 0 writes."""
     data = encode_examples(rows, task, backbone, args.max_seq_len, template, show_progress=False)
     logits, _ = predict_logits(engine, make_loader(data, backbone, args.eval_batch_size), device)
-    if not dist_env.is_main():
-        return
-    with path.open("w") as f:
-        for row_logits in logits:
-            f.write(json.dumps({"label": task.labels[int(row_logits.argmax())],
-                                "scores": row_logits.tolist()}) + "\n")
+    if dist_env.is_main():
+        write_predictions(path, logits, task.labels)
