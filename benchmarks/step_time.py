@@ -133,14 +133,14 @@ def make_batch(backbone, args, generator):
             features.append(backbone.encode(ids[:S], None, S))
         labels = torch.randint(0, 2, (B,), generator=generator)
     else:
-        from ptv2_ds.tasks import get_task, read_task_file
-        task = get_task("sst2")
-        rows = read_task_file(task, args.sst2_file)
+        from ptv2_ds.tasks import build_task
+        task = build_task("sst2")
+        rows = task.read_file(args.sst2_file)
         if len(rows) < B:
             raise SystemExit(f"{args.sst2_file}: {len(rows)} rows, fewer than batch {B}")
         rows = rows[:B]
         features = [backbone.encode(backbone.encode_text(r.text_a), None, S) for r in rows]
-        labels = torch.tensor([task.label_index(r.label) for r in rows])
+        labels = torch.tensor([task.labels.index(r.label) for r in rows])
     batch = backbone.collate(features)
     width = batch["input_ids"].shape[1]
     if width < S:  # pad to exactly S (collate pads to the longest row only)
@@ -174,7 +174,7 @@ def run_worker(args) -> dict:
     device = torch.device("cuda" if cuda else "cpu")
     backbone = load_backbone(args.model, model_path=args.model_path)
     model = PromptedModel(backbone, PromptSettings(method=method, prefix_len=args.prefix_len),
-                          num_classes=2)
+                          num_outputs=2)
     if args.no_dropout:
         for m in model.modules():
             if isinstance(m, torch.nn.Dropout):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .backbones import load_backbone
 from .model import PromptedModel, PromptSettings
-from .tasks import ClassificationTask
+from .tasks import Task
 
 DEFAULT_LR = {"ptv2": 5e-3, "prompt": 1e-2, "finetune": 2e-5}
 
@@ -14,32 +14,28 @@ def prompt_settings(args) -> PromptSettings:
                           prefix_layers=args.prefix_layers, prompt_encoder=args.prompt_encoder)
 
 
-def verbalizer_words(args, task: ClassificationTask, backbone) -> list[str] | None:
-    if args.head != "verbalizer":
-        return None
-    if args.verbalizer:
-        return [w.strip() for w in args.verbalizer.split(",")]
-    if backbone.kind == "glm" and task.glm_verbalizer:
-        return list(task.glm_verbalizer)
-    return list(task.verbalizer)
-
-
-def build_model(args, task: ClassificationTask, num_classes: int | None = None,
+def build_model(args, task: Task | None = None, *, num_outputs: int | None = None,
                 ds_config: dict | None = None) -> PromptedModel:
-    """Backbone + prompt + head for ``args`` (a ModelArgs-like object).
+    """Backbone + prompt + head for ``args`` (a ModelArgs-like object) and ``task``.
 
-    With a ZeRO-3 ``ds_config`` the backbone is built partitioned (``deepspeed.zero.Init``)
-    and its weights are loaded into the shards; every rank must call this."""
+    The task decides which head ``--head`` means (a class head on [CLS], a per-token tag head,
+    start/end span logits) and its width; without a task (``ptv2 params``) ``--head`` is a
+    classification head with ``num_outputs`` classes. With a ZeRO-3 ``ds_config`` the backbone
+    is built partitioned (``deepspeed.zero.Init``) and its weights are loaded into the shards;
+    every rank must call this."""
+    head = task.head_kind(args.head) if task is not None else args.head
     backbone = load_backbone(args.model, model_path=getattr(args, "model_path", None),
-                             with_lm_head=args.head == "verbalizer",
+                             with_lm_head=head == "verbalizer",
                              gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
+                             allow_unsafe_pickle=getattr(args, "allow_unsafe_pickle", False),
                              ds_config=ds_config)
+    verbalizer = (task.verbalizer_words(backbone) if head == "verbalizer" and task is not None
+                  else None)
     model = PromptedModel(backbone, prompt_settings(args),
-                         num_classes or len(task.labels), head=args.head,
-                         verbalizer=verbalizer_words(args, task, backbone),
-                         head_dropout=args.head_dropout)
+                          num_outputs or task.num_outputs, head=head, verbalizer=verbalizer,
+                          head_dropout=args.head_dropout)
     if ds_config is not None and ds_config.get("zero_optimization", {}).get("stage") == 3 \
-            and args.head == "verbalizer" and backbone.kind == "glm":
+            and head == "verbalizer" and backbone.kind == "glm":
         import deepspeed
 
         # the cloze head multiplies by the tied word embeddings, a parameter of another
@@ -47,9 +43,3 @@ def build_model(args, task: ClassificationTask, num_classes: int | None = None,
         deepspeed.zero.register_external_parameter(model.head,
                                                    backbone.input_embeddings().weight)
     return model
-
-
-def cloze_template(args, task: ClassificationTask) -> str | None:
-    if args.head != "verbalizer":
-        return None
-    return args.template or task.cloze_template

@@ -50,23 +50,41 @@ class ModelArgs:
                                      "{mask} (default: the task's)")
     head_dropout: float = opt(0.1, "dropout before the linear head")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass")
+    allow_unsafe_pickle: bool = opt(False, "GLM .pt checkpoints only: also read files that the "
+                                           "weights-only loader refuses with Python's full "
+                                           "unpickler, which can run code hidden in the file; "
+                                           "only for checkpoints you trust")
 
 
 @dataclass
 class DataArgs:
-    task: str = opt("sst2", "task name", ["sst2", "mnli", "rte", "boolq", "cb"])
+    task: str = opt("sst2", "task name (classification: sst2 mnli rte boolq cb; tagging: "
+                            "conll03 conll04 ontonotes conll05 conll12 tagging; QA: squad "
+                            "squad_v2)")
     train_file: str | None = opt(None, "local training file in the task's published format "
-                                       "(GLUE TSV / SuperGLUE JSONL); default: the hub data set")
+                                       "(docs/data.md); default: the hub data set")
     validation_file: str | None = opt(None, "local dev file; default: carved from "
                                             "--train-file, or the hub's validation split")
-    test_file: str | None = opt(None, "local unlabeled test file, predicted at the end of "
-                                      "training into OUT/test_predictions.jsonl")
+    test_file: str | None = opt(None, "local test file (labels optional), predicted at the end "
+                                      "of training into OUT/test_predictions.*")
     dev_fraction: float = opt(0.1, "share of --train-file carved out as dev when no "
                                    "--validation-file is given")
     max_train_samples: int | None = opt(None, "use only the first N training rows (after the "
                                               "dev carve)")
-    max_seq_len: int = opt(128, "tokens per example including special tokens; the longer "
-                                "segment is truncated first")
+    max_seq_len: int | None = opt(None, "tokens per model input including special tokens "
+                                        "(default: 128 classification, 256 tagging, 384 QA); "
+                                        "longer sentences/documents are split into "
+                                        "overlapping windows (tagging, QA) or truncated, the "
+                                        "longer segment first (classification)")
+    skip_bad_rows: bool = opt(False, "skip malformed data rows (and count them) instead of "
+                                     "stopping at the first with its file:line")
+    token_column: int = opt(0, "--task tagging: 0-based column of the word in each line")
+    tag_column: int = opt(-1, "--task tagging: 0-based column of the tag (-1 = last)")
+    doc_stride: int = opt(128, "QA: tokens of overlap between consecutive context windows")
+    n_best: int = opt(20, "QA: start/end candidates per window considered for the answer")
+    max_answer_len: int = opt(30, "QA: longest answer in tokens")
+    null_threshold: float = opt(0.0, "SQuAD 2.0: answer \"\" when the no-answer score exceeds "
+                                     "the best span's by more than this")
 
 
 @dataclass
@@ -112,18 +130,25 @@ class EvalArgs:
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "evaluation batch size")
+    skip_bad_rows: bool = opt(False, "skip malformed rows (and count them) instead of stopping "
+                                     "at the first with its file:line")
 
 
 @dataclass
 class PredictArgs:
     artifact: str = opt(None, "artifact directory written by ptv2 train (OUT/artifact)")
     input: str = opt(None, "data file in the task's published format (labels optional)")
-    output: str = opt("predictions.jsonl", "one JSON line per input row, in input order")
+    output: str = opt("predictions.jsonl", "where predictions go, in input order: JSON lines "
+                                           "(classification: label + scores; tagging: tokens "
+                                           "+ tags), or for QA the {id: answer} JSON object "
+                                           "the official SQuAD scripts read")
     task: str | None = opt(None, "task (default: the artifact's)")
     model: str | None = opt(None, "backbone (default: the one the artifact was trained on)")
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "prediction batch size")
+    skip_bad_rows: bool = opt(False, "skip malformed rows (and count them) instead of stopping "
+                                     "at the first with its file:line")
 
 
 REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input")}

@@ -2,11 +2,26 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 from .artifacts import load_artifact
 from .builder import build_model
-from .tasks import get_task
+from .config import ModelArgs
+from .tasks import Task, build_task
+
+
+def task_from_meta(meta: dict, name: str | None = None) -> Task:
+    """The artifact's task (or ``name``, which must have the same labels), with the options it
+    was trained with. Artifacts written before task families existed hold the classification
+    options (head, template, verbalizer) at the top level."""
+    options = meta.get("task_options")
+    if options is None:
+        options = {"head": meta["head"]["type"], "template": meta.get("template"),
+                   "verbalizer": meta["head"].get("verbalizer")}
+    task = build_task(name or meta["task"], **options)
+    if list(task.labels) != meta["labels"]:
+        raise SystemExit(f"error: task {task.name} has labels {list(task.labels)} but "
+                         f"the artifact was trained on {meta['labels']}")
+    return task
 
 
 def load_for_inference(artifact: str, task: str | None = None, model: str | None = None,
@@ -16,21 +31,16 @@ def load_for_inference(artifact: str, task: str | None = None, model: str | None
     The backbone defaults to the one recorded in the artifact; a different one is allowed
     (e.g. the same weights in another directory) but a fingerprint mismatch is reported."""
     meta, tensors = load_artifact(artifact)
-    task_obj = get_task(task or meta["task"])
-    if list(task_obj.labels) != meta["labels"]:
-        raise SystemExit(f"error: task {task_obj.name} has labels {list(task_obj.labels)} but "
-                         f"the artifact was trained on {meta['labels']}")
+    task_obj = task_from_meta(meta, task)
     prompt, head, backbone = meta["prompt"], meta["head"], meta["backbone"]
-    args = SimpleNamespace(
+    args = ModelArgs(
         model=model or backbone["model"],
         model_path=model_path or backbone.get("model_path"),
         method=meta["method"], prefix_len=prompt["prefix_len"], reparam="embedding",
         prefix_hidden=prompt["prefix_hidden"], prefix_dropout=prompt["prefix_dropout"],
         prefix_layers=",".join(map(str, prompt["prefix_layers"])) or "all",
-        prompt_encoder="none", head=head["type"], verbalizer=head["verbalizer"],
-        template=meta.get("template"), head_dropout=head["dropout"],
-        gradient_checkpointing=False)
-    net = build_model(args, task_obj, num_classes=len(meta["labels"]))
+        prompt_encoder="none", head=head["type"], head_dropout=head["dropout"])
+    net = build_model(args, task_obj)
     fingerprint = net.backbone.fingerprint()
     if fingerprint != backbone["fingerprint"]:
         print(f"[ptv2] warning: backbone {args.model} has fingerprint {fingerprint}, the "

@@ -39,9 +39,10 @@ class PromptSettings:
 
 
 class PromptedModel(nn.Module):
-    """Backbone + prompt + head. ``forward(batch)`` returns class logits [B, C]."""
+    """Backbone + prompt + head. ``forward(batch)`` returns the head's output: class logits
+    [B, C], per-token tag logits [B, S, T] or start/end logits [B, S, 2] (see ``heads``)."""
 
-    def __init__(self, backbone: Backbone, settings: PromptSettings, num_classes: int,
+    def __init__(self, backbone: Backbone, settings: PromptSettings, num_outputs: int,
                  head: str = "linear", verbalizer: list[str] | None = None,
                  head_dropout: float = 0.1):
         super().__init__()
@@ -59,7 +60,7 @@ class PromptedModel(nn.Module):
             # the input prompt occupies P positions of the sequence: encode() truncates the
             # text to what is left
             backbone.max_positions -= s.prefix_len
-        self.head = build_head(head, backbone.hidden_size, num_classes, backbone=backbone,
+        self.head = build_head(head, backbone.hidden_size, num_outputs, backbone=backbone,
                                verbalizer=verbalizer, dropout=head_dropout)
         # Frozen means frozen: no backbone parameter requires a gradient, so the optimizer
         # (built from requires_grad parameters only) never sees them.

@@ -28,12 +28,12 @@ def resolve_model_path(model: str) -> str:
 
 def load_backbone(model: str, *, with_lm_head: bool = False,
                   gradient_checkpointing: bool = False, model_path: str | None = None,
-                  ds_config: dict | None = None) -> Backbone:
+                  allow_unsafe_pickle: bool = False, ds_config: dict | None = None) -> Backbone:
     """Load the backbone named by ``--model`` (a directory, a hub name or a GLM preset)."""
     from .glm import GLMBackbone, is_glm
 
     if is_glm(model, model_path):
         return GLMBackbone(model, model_path, gradient_checkpointing=gradient_checkpointing,
-                           ds_config=ds_config)
+                           allow_unsafe_pickle=allow_unsafe_pickle, ds_config=ds_config)
     return HFEncoder(model_path or resolve_model_path(model), with_lm_head=with_lm_head,
                      gradient_checkpointing=gradient_checkpointing, ds_config=ds_config)

@@ -36,9 +36,22 @@ class Backbone(nn.Module):
         ``mask_index``, the position whose LM logits score the label words."""
         raise NotImplementedError
 
-    def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        """Pad a list of ``encode`` outputs into a batch of tensors; per-example ints added to
-        the features (``labels``) become [B] tensors (see ``layout.pad_features``)."""
+    def collate(self, features: list[dict], pad_values: dict[str, int] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Pad a list of ``encode`` outputs (plus the task's keys) into a batch of tensors.
+
+        ``pad_values`` names the task's per-token keys (e.g. ``{"labels": -100}``) and their
+        pad value; every other per-example int (``labels`` of classification, ``sep``)
+        becomes a [B] tensor (see ``layout.pad_features``)."""
+        raise NotImplementedError
+
+    def num_special_tokens(self, pair: bool) -> int:
+        """Special tokens ``encode`` adds around one segment or a pair (no cloze template)."""
+        raise NotImplementedError
+
+    def segment_starts(self, len_a: int, pair: bool) -> tuple[int, int | None]:
+        """Positions of the first token of segment a and (for a pair) segment b in the
+        sequence ``encode(ids_a, ids_b, ...)`` returns when nothing is truncated."""
         raise NotImplementedError
 
     def forward(self, batch: dict[str, torch.Tensor], prefix: Prefix | None = None,

@@ -117,10 +117,16 @@ class GLMBackbone(Backbone):
                 "sep": int(f["sep"]),
                 **({"mask_index": int(f["mask_index"])} if "mask_index" in f else {})}
 
-    def collate(self, features):
+    def collate(self, features, pad_values=None):
         # attention itself uses sep; attention_mask (real tokens) serves token counts
         return pad_features(features, {"input_ids": self.tokenizer.pad_token_id,
-                                       "position_ids": 0})
+                                       "position_ids": 0, **(pad_values or {})})
+
+    def num_special_tokens(self, pair):
+        return 3 if pair else 2  # [CLS] A [SEP] B <eos> / [CLS] A <eos>
+
+    def segment_starts(self, len_a, pair):
+        return 1, (1 + len_a + 1) if pair else None
 
     # ---- model --------------------------------------------------------------------------
     def input_embeddings(self) -> nn.Embedding:

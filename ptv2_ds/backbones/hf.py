@@ -87,9 +87,17 @@ class HFEncoder(Backbone):
         return {"input_ids": ids, "token_type_ids": types,
                 "mask_index": mask_index + len(self.layout.single[0][0])}
 
-    def collate(self, features):
+    def collate(self, features, pad_values=None):
         return pad_features(features, {"input_ids": self.tokenizer.pad_token_id,
-                                       "token_type_ids": 0})
+                                       "token_type_ids": 0, **(pad_values or {})})
+
+    def num_special_tokens(self, pair):
+        return self.layout.num_special(pair)
+
+    def segment_starts(self, len_a, pair):
+        regions = (self.layout.pair if pair else self.layout.single)[0]
+        start_a = len(regions[0])
+        return start_a, (start_a + len_a + len(regions[1])) if pair else None
 
     # ---- model --------------------------------------------------------------------------
     def input_embeddings(self) -> nn.Embedding:

@@ -79,33 +79,33 @@ def cmd_train(args: cfg.TrainArgs) -> int:
 
 
 def _artifact_and_data(args, data_file: str, require_labels: bool):
-    """(model, task, number of rows, batches) for ``ptv2 eval`` / ``ptv2 predict``."""
+    """(model, task, examples, encoded) for ``ptv2 eval`` / ``ptv2 predict``."""
     from ..inference import load_for_inference
-    from ..tasks import encode_examples, make_loader, read_task_file
 
     model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
-    rows = read_task_file(task, data_file, require_labels=require_labels)
-    data = encode_examples(rows, task, model.backbone, args.max_seq_len or meta["max_seq_len"],
-                           meta.get("template"), show_progress=False)
-    return model, task, len(rows), make_loader(data, model.backbone, args.batch_size)
+    rows = task.read_file(data_file, require_labels=require_labels,
+                          skip_bad_rows=args.skip_bad_rows)
+    max_len = min(args.max_seq_len or meta["max_seq_len"], model.backbone.max_positions)
+    return model, task, rows, task.encode(rows, model.backbone, max_len)
 
 
 def cmd_eval(args: cfg.EvalArgs) -> int:
     from ..trainer import evaluate
 
-    model, task, n_rows, loader = _artifact_and_data(args, args.data, require_labels=True)
-    metrics = evaluate(model, loader, task, "cpu")
-    print(json.dumps({"task": task.name, "examples": n_rows, **metrics}))
+    model, task, rows, encoded = _artifact_and_data(args, args.data, require_labels=True)
+    metrics, _ = evaluate(model, encoded, task, model.backbone, "cpu", args.batch_size)
+    print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
     return 0
 
 
 def cmd_predict(args: cfg.PredictArgs) -> int:
-    from ..trainer import predict_logits, write_predictions
+    from ..trainer import predict
 
-    model, task, n_rows, loader = _artifact_and_data(args, args.input, require_labels=False)
-    logits, _ = predict_logits(model, loader, "cpu", show_progress=True)
-    write_predictions(args.output, logits, task.labels)
-    print(f"[ptv2] wrote {n_rows} predictions to {args.output}", file=sys.stderr)
+    model, task, rows, encoded = _artifact_and_data(args, args.input, require_labels=False)
+    predictions = predict(model, encoded, task, model.backbone, "cpu", args.batch_size,
+                          show_progress=True)
+    task.write_predictions(args.output, predictions, rows)
+    print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -124,10 +124,8 @@ def cmd_params(args: cfg.ParamsArgs) -> int:
                   "trainable_ratio": p.trainable_params / p.backbone_params}
     else:
         from ..builder import build_model
-        from ..tasks import get_task
 
-        counts = build_model(args, get_task("sst2"),
-                             num_classes=args.num_classes).parameter_counts()
+        counts = build_model(args, num_outputs=args.num_classes).parameter_counts()
     print(json.dumps({"model": args.model, "method": args.method, **counts}))
     return 0
 

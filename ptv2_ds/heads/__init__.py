@@ -1,82 +1,39 @@
-"""Task heads that turn backbone hidden states [B, S, H] into class scores [B, C].
+"""Task heads: hidden states [B, S, H] -> the scores a task family's loss reads.
 
-``linear``      dropout + a randomly initialised Linear on the first ([CLS]) token, the
-                paper's default (no verbalizer). On GLM it means GLM's own head, ``pooler``.
-``pooler``      GLM's fine-tuning head: tanh(Linear(H, H)) on [CLS] -> dropout -> Linear.
-``verbalizer``  the backbone's own LM head scores one label word per class at the cloze
-                position (paper Table 5); it has no parameters of its own.
+Sequence heads (classification, [B, C]): ``linear``, ``pooler``, ``verbalizer``
+(``heads/sequence.py``). Token heads: ``token`` ([B, S, T], tagging) and ``span``
+([B, S, 2], extractive QA) (``heads/token.py``). A task family says which it accepts.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from .sequence import LinearHead, PoolerHead, VerbalizerHead, verbalizer_token_ids
+from .token import SpanHead, TokenHead
 
-class LinearHead(nn.Module):
-    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_classes)
-        nn.init.normal_(self.classifier.weight, std=0.02)
-        nn.init.zeros_(self.classifier.bias)
-
-    def forward(self, hidden: torch.Tensor, batch: dict, backbone) -> torch.Tensor:
-        first = hidden[:, 0]  # [B, H]
-        return self.classifier(self.dropout(first))
+HEADS = ("linear", "pooler", "verbalizer", "token", "span")
 
 
-class PoolerHead(LinearHead):
-    def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
-        super().__init__(hidden_size, num_classes, dropout)
-        self.dense = nn.Linear(hidden_size, hidden_size)
-        nn.init.normal_(self.dense.weight, std=0.02)
-        nn.init.zeros_(self.dense.bias)
-
-    def forward(self, hidden, batch, backbone):
-        pooled = torch.tanh(self.dense(hidden[:, 0]))
-        return self.classifier(self.dropout(pooled))
-
-
-class VerbalizerHead(nn.Module):
-    """Class scores = LM logits at ``batch["mask_index"]`` over the label-word token ids."""
-
-    def __init__(self, label_token_ids: list[int]):
-        super().__init__()
-        self.register_buffer("label_token_ids", torch.tensor(label_token_ids), persistent=False)
-
-    def forward(self, hidden, batch, backbone):
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        at_mask = hidden[rows, batch["mask_index"]]  # [B, H]
-        return backbone.lm_logits(at_mask)[:, self.label_token_ids]
-
-
-def verbalizer_token_ids(backbone, words: list[str]) -> list[int]:
-    """One token id per label word; a word that is several tokens is an error naming it."""
-    ids = []
-    for word in words:
-        candidates = [backbone.encode_text(word), backbone.encode_text(" " + word.strip())]
-        single = [c for c in candidates if len(c) == 1]
-        if not single:
-            raise ValueError(
-                f"verbalizer word {word!r} is {len(candidates[0])} tokens for "
-                f"{backbone.name_or_path}; each label word must be a single token")
-        ids.append(single[-1][0])
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"verbalizer words {words} map to repeated token ids {ids}")
-    return ids
-
-
-def build_head(kind: str, hidden_size: int, num_classes: int, *, backbone=None,
+def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
                verbalizer: list[str] | None = None, dropout: float = 0.1) -> nn.Module:
     if kind == "linear" and getattr(backbone, "kind", None) == "glm":
         kind = "pooler"  # GLM's own fine-tuning head is the tanh-dense pooler on [CLS]
     if kind == "linear":
-        return LinearHead(hidden_size, num_classes, dropout)
+        return LinearHead(hidden_size, num_outputs, dropout)
     if kind == "pooler":
-        return PoolerHead(hidden_size, num_classes, dropout)
+        return PoolerHead(hidden_size, num_outputs, dropout,
+                          pretrained=getattr(backbone, "pretrained_pooler", None))
     if kind == "verbalizer":
-        if not verbalizer or len(verbalizer) != num_classes:
-            raise ValueError(f"--verbalizer needs {num_classes} comma-separated label words "
+        if not verbalizer or len(verbalizer) != num_outputs:
+            raise ValueError(f"--verbalizer needs {num_outputs} comma-separated label words "
                              f"(one per class), got {verbalizer}")
         return VerbalizerHead(verbalizer_token_ids(backbone, verbalizer))
-    raise ValueError(f"unknown head {kind!r}; choose linear, pooler or verbalizer")
+    if kind == "token":
+        return TokenHead(hidden_size, num_outputs, dropout)
+    if kind == "span":
+        return SpanHead(hidden_size)
+    raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+
+
+__all__ = ["HEADS", "LinearHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",
+           "build_head", "verbalizer_token_ids"]

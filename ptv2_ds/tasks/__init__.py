@@ -1,8 +1,14 @@
-"""Tasks: what the data looks like, how it is read, and how it is scored."""
-from .classification import (TASKS, ClassificationTask, Example, get_task, load_splits,
-                             read_task_file)
-from .readers import DataFormatError
-from .features import encode_examples, make_loader
+"""Task families behind one interface (``base.Task``): what the data looks like, how it is read,
+encoded for a backbone, scored and written. ``build_task(name, **options)`` makes one.
 
-__all__ = ["TASKS", "ClassificationTask", "DataFormatError", "Example", "encode_examples",
-           "get_task", "load_splits", "make_loader", "read_task_file"]
+  classification  sst2 mnli rte boolq cb                       (classification.py)
+  tagging         conll03 conll04 ontonotes tagging conll05 conll12   (tagging.py)
+  qa              squad squad_v2                               (qa.py)
+"""
+from . import classification  # noqa: F401  (each family module registers its task names)
+from .base import TASKS, BadRows, Encoded, Task, build_task, load_splits
+from .features import make_loader
+from .readers import DataFormatError
+
+__all__ = ["TASKS", "BadRows", "DataFormatError", "Encoded", "Task", "build_task",
+           "load_splits", "make_loader"]

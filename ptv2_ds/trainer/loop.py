@@ -14,18 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..artifacts import save_artifact
-from ..builder import DEFAULT_LR, build_model, cloze_template
+from ..builder import DEFAULT_LR, build_model
 from ..config import TrainArgs
-from ..tasks import encode_examples, get_task, load_splits, make_loader
+from ..tasks import Task, build_task, load_splits, make_loader
 from . import checkpointing
 from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
-from .evaluation import evaluate, predict_logits, write_predictions
+from .evaluation import evaluate, predict
 from .guards import Preempted, StopFlags, TrainingDiverged, loss_scale
 from .monitor import RunLog, gather_peak_memory, zero_report
 
@@ -48,12 +47,24 @@ def linear_schedule(warmup_steps: int, total_steps: int):
     return factor
 
 
+def task_from_args(args) -> Task:
+    """The task named by ``--task`` with the run's family options (each family reads its own:
+    the head choice, tagging columns, QA windows and answer rules)."""
+    return build_task(args.task, head=args.head, template=args.template,
+                      verbalizer=args.verbalizer, token_column=args.token_column,
+                      tag_column=args.tag_column, doc_stride=args.doc_stride, n_best=args.n_best,
+                      max_answer_len=args.max_answer_len, null_threshold=args.null_threshold)
+
+
 def train(args: TrainArgs) -> dict:
     """Train one task with one method; returns the metrics written to OUT/metrics.json.
 
     Raises ``Preempted`` after checkpointing on SIGTERM/SIGUSR1 and ``TrainingDiverged`` when
     the loss goes non-finite (the CLI turns both into exit codes)."""
-    task = get_task(args.task)  # bad names and files fail here, before any process group
+    # bad names, options and data files fail here, before any process group or model
+    task = task_from_args(args)
+    splits = load_splits(task, args.train_file, args.validation_file, args.test_file,
+                         args.dev_fraction, args.seed, skip_bad_rows=args.skip_bad_rows)
     ds_file_config = load_ds_config(args.deepspeed)
     dist_env.ensure_dist_env()
     import deepspeed
@@ -79,22 +90,18 @@ def train(args: TrainArgs) -> dict:
     model = build_model(args, task, ds_config=ds_config)
     model.backbone.fingerprint()  # collective under ZeRO-3; cached for the artifact
     counts = model.parameter_counts()
-    template = cloze_template(args, task)
-    splits = load_splits(task, args.train_file, args.validation_file, args.test_file,
-                         args.dev_fraction, args.seed)
+    backbone = model.backbone
+    max_len = min(args.max_seq_len or task.default_max_seq_len, backbone.max_positions)
     train_rows = splits["train"][: args.max_train_samples] if args.max_train_samples \
         else splits["train"]
-    train_set = encode_examples(train_rows, task, model.backbone, args.max_seq_len, template,
-                                show_progress=main)
-    dev_set = encode_examples(splits["dev"], task, model.backbone, args.max_seq_len, template,
-                              show_progress=main)
+    train_set = task.encode(train_rows, backbone, max_len, show_progress=main)
+    dev_set = task.encode(splits["dev"], backbone, max_len, show_progress=main)
     # the sampler's seed and epoch fix the data order; the loader gets its own generator so
     # that starting an epoch does not draw from the global RNG (exact resume)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
                                  seed=args.seed)
-    train_loader = make_loader(train_set, model.backbone, args.batch_size, sampler=sampler,
+    train_loader = make_loader(train_set, task, backbone, args.batch_size, sampler=sampler,
                                seed=args.seed)
-    dev_loader = make_loader(dev_set, model.backbone, args.eval_batch_size)
 
     steps_per_epoch = max(1, math.ceil(len(train_loader) / args.grad_accum))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
@@ -125,24 +132,26 @@ def train(args: TrainArgs) -> dict:
               f"precision={precision} world_size={world} zero_stage={stage}")
         print(f"[ptv2] trainable {counts['trainable_params']:,} / backbone "
               f"{counts['backbone_params']:,} parameters ({100 * counts['trainable_ratio']:.3f}%)")
-        print(f"[ptv2] {len(train_set)} train / {len(dev_set)} dev examples; {total_steps} "
+        print(f"[ptv2] {len(train_rows)} train / {len(splits['dev'])} dev examples "
+              f"({len(train_set)} / {len(dev_set)} model inputs); {total_steps} "
               f"optimizer steps of {args.batch_size * args.grad_accum * world} examples"
               + (f"; resumed from {resumed_from} at step {state['step']}" if resumed_from else ""))
 
     def run_eval() -> dict:
-        metrics = evaluate(engine, dev_loader, task, device)
+        metrics, _ = evaluate(engine, dev_set, task, backbone, device, args.eval_batch_size)
         step = state["step"]
         state["history"].append({"step": step, **metrics})
         improved = (state["best"] is None or
                     metrics[task.main_metric] > state["best"][task.main_metric])
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
-            _write_artifact(engine, model, args, task, template, counts, out / "artifact")
+            _write_artifact(engine, model, args, task, max_len, counts, out / "artifact")
         log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
         if main:
             _write_metrics(out, args, task, counts, state, final=None)
             tqdm.write(f"[ptv2] step {step}: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in metrics.items()) + (" (best)" if improved else ""))
+                f"{k}={v:.4f}" for k, v in list(metrics.items())[:4])
+                + (" (best)" if improved else ""))
         return metrics
 
     def checkpoint() -> None:
@@ -163,7 +172,7 @@ def train(args: TrainArgs) -> dict:
                 if index < state["batch_in_epoch"]:
                     continue  # resuming inside an epoch: skip the batches already trained on
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = F.cross_entropy(engine(batch).float(), batch["labels"])
+                loss = task.loss(engine(batch), batch)
                 preempt, not_finite, global_loss = flags.agree(loss, device)
                 if not_finite and not engine.fp16_enabled():
                     raise TrainingDiverged(
@@ -249,8 +258,11 @@ def train(args: TrainArgs) -> dict:
     final = dict(state["history"][-1]) if last_eval_step == state["step"] else run_eval()
     final.pop("step", None)
     if args.test_file:
-        _predict_test(engine, splits["test"], task, model.backbone, args, template, device,
-                      out / "test_predictions.jsonl")
+        test_set = task.encode(splits["test"], backbone, max_len)
+        predictions = predict(engine, test_set, task, backbone, device, args.eval_batch_size)
+        if main:
+            task.write_predictions(out / ("test_" + task.prediction_file), predictions,
+                                   splits["test"])
     report = zero_report(engine, model, device)  # collective
     result = _write_metrics(out, args, task, counts, state, final) if main else {}
     if main:
@@ -293,7 +305,7 @@ def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict
     return result
 
 
-def _write_artifact(engine, model, args, task, template: str | None, counts: dict,
+def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
                     directory: Path) -> None:
     """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0."""
     import deepspeed
@@ -305,8 +317,11 @@ def _write_artifact(engine, model, args, task, template: str | None, counts: dic
         return
     s = model.settings
     deep = model.deep_prompt
+    options = task.options()
     meta = {
         "task": task.name,
+        "family": task.family,
+        "task_options": options,
         "labels": list(task.labels),
         "method": s.method,
         "prompt": {"prefix_len": s.prefix_len, "trained_reparam": s.reparam,
@@ -314,19 +329,12 @@ def _write_artifact(engine, model, args, task, template: str | None, counts: dic
                    "prefix_dropout": s.prefix_dropout,
                    "prefix_layers": list(deep.layers) if deep is not None else [],
                    "prompt_encoder": s.prompt_encoder},
-        "head": {"type": args.head, "verbalizer": args.verbalizer, "dropout": args.head_dropout},
-        "template": template,
-        "max_seq_len": args.max_seq_len,
+        "head": {"type": args.head, "verbalizer": options.get("verbalizer"),
+                 "dropout": args.head_dropout},
+        "template": options.get("template"),
+        "max_seq_len": max_len,
         "backbone": {**model.backbone.describe(), "model": args.model,
                      "model_path": args.model_path},
         **counts,
     }
     save_artifact(directory, tensors, meta)
-
-
-def _predict_test(engine, rows, task, backbone, args, template, device, path: Path) -> None:
-    """Every rank runs the forward (required under ZeRO-3); rank 0 writes."""
-    data = encode_examples(rows, task, backbone, args.max_seq_len, template, show_progress=False)
-    logits, _ = predict_logits(engine, make_loader(data, backbone, args.eval_batch_size), device)
-    if dist_env.is_main():
-        write_predictions(path, logits, task.labels)
