@@ -10,8 +10,10 @@ half-written artifact behind.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import struct
 from importlib import metadata
 from pathlib import Path
 
@@ -35,12 +37,72 @@ def versions() -> dict[str, str]:
 
 def save_artifact(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write tensors and metadata to ``directory`` atomically (replacing an older artifact)."""
+    tmp = _fresh_tmp(directory)
+    save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "ptv2_artifact"})
+    return _finish(directory, tmp, meta)
+
+
+class StreamedArtifact:
+    """An artifact whose tensors arrive one at a time and go straight to disk, for models
+    too large to hold twice (``finetune`` under ZeRO-3 gathers one parameter at a time).
+
+    The safetensors layout is a little-endian u64 header length, a JSON header naming each
+    tensor's dtype, shape and byte range, then the raw bytes in that order; knowing every
+    name, shape and dtype up front (``specs``) lets us write the header first and stream the
+    data after it. ``add`` must be called in ``specs`` order; ``close`` swaps the finished
+    directory in atomically."""
+
+    def __init__(self, directory: str | Path, specs: list[tuple[str, tuple[int, ...],
+                                                                  torch.dtype]], meta: dict):
+        self.directory, self.meta = Path(directory), meta
+        self.tmp = _fresh_tmp(directory)
+        header: dict = {"__metadata__": {"format": "ptv2_artifact"}}
+        offset = 0
+        self.pending: list[tuple[str, tuple[int, ...], torch.dtype]] = list(specs)
+        for name, shape, dtype in specs:
+            size = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+            header[name] = {"dtype": _SAFETENSORS_DTYPES[dtype], "shape": list(shape),
+                            "data_offsets": [offset, offset + size]}
+            offset += size
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        self.file = (self.tmp / WEIGHTS).open("wb")
+        self.file.write(struct.pack("<Q", len(text)) + text)
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        expected, shape, dtype = self.pending.pop(0)
+        if name != expected or tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+            raise ValueError(f"streamed artifact: got {name} {tuple(tensor.shape)} "
+                             f"{tensor.dtype}, expected {expected} {tuple(shape)} {dtype}")
+        data = tensor.detach().cpu().contiguous()
+        self.file.write(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+
+    def close(self) -> Path:
+        self.file.close()
+        if self.pending:
+            raise ValueError(f"streamed artifact: {len(self.pending)} tensors never written "
+                             f"(first: {self.pending[0][0]})")
+        return _finish(self.directory, self.tmp, self.meta)
+
+
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.float64: "F64", torch.int64: "I64", torch.int32: "I32",
+                       torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                       torch.bool: "BOOL"}
+
+
+def _fresh_tmp(directory: str | Path) -> Path:
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "ptv2_artifact"})
+    return tmp
+
+
+def _finish(directory: str | Path, tmp: Path, meta: dict) -> Path:
+    """Write the metadata next to the weights and swap ``tmp`` in for ``directory``."""
+    directory = Path(directory)
+    old = directory.with_name(directory.name + ".old")
     meta = {"format": "ptv2_artifact", "format_version": FORMAT_VERSION, **meta,
             "versions": versions()}
     (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")

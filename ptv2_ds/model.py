@@ -86,19 +86,27 @@ class PromptedModel(nn.Module):
         return {"trainable_params": trainable, "backbone_params": backbone,
                 "trainable_ratio": trainable / max(backbone, 1)}
 
-    def _artifact_tensors(self) -> dict[str, torch.Tensor]:
-        """The live tensors an artifact holds, by artifact name (prompts in table form)."""
+    def _artifact_tensors(self, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+        """The live tensors an artifact holds, by artifact name (prompts in table form).
+        ``keep_vars``: the parameter objects themselves (ZeRO-3 gathers them one by one)."""
         tensors: dict[str, torch.Tensor] = {}
         if self.deep_prompt is not None:
             tensors["deep_prompt.table"] = self.deep_prompt.collapsed_table()
         if self.input_prompt is not None:
             tensors["input_prompt.table"] = self.input_prompt.collapsed_table()
-        for name, tensor in self.head.state_dict().items():
+        for name, tensor in self.head.state_dict(keep_vars=keep_vars).items():
             tensors[f"head.{name}"] = tensor
         if self.settings.method == "finetune":  # the backbone changed too
-            for name, tensor in self.backbone.state_dict().items():
+            for name, tensor in self.backbone.state_dict(keep_vars=keep_vars).items():
                 tensors[f"backbone.{name}"] = tensor
         return tensors
+
+    def artifact_sources(self) -> dict[str, torch.Tensor]:
+        """``finetune``: the live parameters/buffers an artifact holds, by artifact name, for
+        writing one at a time (``artifacts.StreamedArtifact``)."""
+        if self.settings.method != "finetune":
+            raise ValueError("artifact_sources is for finetune runs (prompts are collapsed)")
+        return self._artifact_tensors(keep_vars=True)
 
     @torch.no_grad()
     def artifact_state(self) -> dict[str, torch.Tensor]:

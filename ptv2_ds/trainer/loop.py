@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from ..artifacts import save_artifact
+from ..artifacts import StreamedArtifact, save_artifact
 from ..builder import DEFAULT_LR, build_model
 from ..config import TrainArgs
 from ..tasks import Task, build_task, load_splits, make_loader
@@ -307,18 +307,39 @@ def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict
 
 def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
                     directory: Path) -> None:
-    """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0."""
+    """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0.
+
+    ``finetune`` under ZeRO-3 holds the whole model: its parameters are gathered and written
+    one at a time (``StreamedArtifact``), so no rank ever holds a second full copy."""
     import deepspeed
 
+    main = dist_env.is_main()
+    meta = _artifact_meta(model, args, task, max_len, counts) if main else None
+    if args.method == "finetune" and engine.zero_optimization_stage() == 3:
+        sources = model.artifact_sources()
+        specs = [(name, tuple(getattr(t, "ds_shape", t.shape)), t.dtype)
+                 for name, t in sources.items()]
+        writer = StreamedArtifact(directory, specs, meta) if main else None
+        for name, tensor in sources.items():
+            with deepspeed.zero.GatheredParameters([tensor], enabled=hasattr(tensor, "ds_id")):
+                if writer is not None:
+                    writer.add(name, tensor.data)
+        if writer is not None:
+            writer.close()
+        return
     params = model.trainable_parameters() if args.method != "finetune" else list(model.parameters())
     with deepspeed.zero.GatheredParameters(params, enabled=engine.zero_optimization_stage() == 3):
-        tensors = model.artifact_state() if dist_env.is_main() else None
-    if not dist_env.is_main():
-        return
+        tensors = model.artifact_state() if main else None
+    if main:
+        save_artifact(directory, tensors, meta)
+
+
+def _artifact_meta(model, args, task: Task, max_len: int, counts: dict) -> dict:
+    """What ``ptv2 eval``/``predict`` need to rebuild the model and the task."""
     s = model.settings
     deep = model.deep_prompt
     options = task.options()
-    meta = {
+    return {
         "task": task.name,
         "family": task.family,
         "task_options": options,
@@ -337,4 +358,3 @@ def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
                      "model_path": args.model_path},
         **counts,
     }
-    save_artifact(directory, tensors, meta)

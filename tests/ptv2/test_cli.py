@@ -211,3 +211,19 @@ def test_fp16_loss_scale_floor_stops_with_exit_3(monkeypatch, tmp_path, tiny_ber
     assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--save-every", "1")) == 3
     assert "loss scale already at minimum" in capsys.readouterr().err
     assert (out / "checkpoints" / "latest").read_text().strip() == "step2"
+
+
+def test_finetune_under_zero3_streams_the_whole_model_into_the_artifact(
+        tmp_path, tiny_bert_dir, sst2_tiny, capsys):
+    out = tmp_path / "ft"
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--method", "finetune", "--deepspeed",
+                           "ds_configs/cpu_zero3.json", "--precision", "fp32")) == 0
+    from safetensors.torch import load_file
+    tensors = load_file(str(out / "artifact" / "model.safetensors"))
+    assert "backbone.encoder.encoder.layer.0.attention.self.query.weight" in tensors
+    assert tensors["backbone.encoder.encoder.layer.0.attention.self.query.weight"].shape == (32, 32)
+    capsys.readouterr()
+    assert main(["eval", "--artifact", str(out / "artifact"), "--data", sst2_tiny["dev"]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    best = json.loads((out / "metrics.json").read_text())["best"]
+    assert printed["accuracy"] == pytest.approx(best["accuracy"])
