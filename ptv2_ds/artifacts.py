@@ -116,6 +116,13 @@ def _finish(directory: str | Path, tmp: Path, meta: dict) -> Path:
 
 def load_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """Metadata and tensors of an artifact directory, with errors naming what is wrong."""
+    meta = read_meta(directory)
+    return meta, load_file(str(Path(directory) / WEIGHTS))
+
+
+def read_meta(directory: str | Path) -> dict:
+    """The artifact's metadata alone (checked: present, JSON, a ptv2 artifact, a format this
+    version reads), without reading its tensors."""
     directory = Path(directory)
     meta_path, weights_path = directory / META, directory / WEIGHTS
     for p in (meta_path, weights_path):
@@ -131,4 +138,4 @@ def load_artifact(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise SystemExit(f"error: {meta_path} has format_version {meta['format_version']}; "
                          f"this ptv2_ds reads up to {FORMAT_VERSION}: upgrade ptv2_ds")
-    return meta, load_file(str(weights_path))
+    return meta

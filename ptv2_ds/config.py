@@ -130,6 +130,10 @@ class EvalArgs:
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "evaluation batch size")
+    device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
+                                                                              "cuda"])
+    precision: str = opt("auto", "auto: the run's training precision on a GPU, fp32 on the CPU",
+                         ["auto", "fp32", "bf16", "fp16"])
     skip_bad_rows: bool = opt(False, "skip malformed rows (and count them) instead of stopping "
                                      "at the first with its file:line")
 
@@ -147,6 +151,10 @@ class PredictArgs:
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "prediction batch size")
+    device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
+                                                                              "cuda"])
+    precision: str = opt("auto", "auto: the run's training precision on a GPU, fp32 on the CPU",
+                         ["auto", "fp32", "bf16", "fp16"])
     skip_bad_rows: bool = opt(False, "skip malformed rows (and count them) instead of stopping "
                                      "at the first with its file:line")
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from .artifacts import load_artifact
 from .builder import build_model
 from .config import ModelArgs
@@ -24,14 +26,33 @@ def task_from_meta(meta: dict, name: str | None = None) -> Task:
     return task
 
 
-def load_for_inference(artifact: str, task: str | None = None, model: str | None = None,
-                       model_path: str | None = None):
-    """(model in eval mode, artifact metadata, task) for an artifact directory.
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def inference_placement(device: str, precision: str, meta: dict) -> tuple[str, str]:
+    """(device, precision) for ``--device``/``--precision``: ``auto`` runs on the GPU when one
+    is visible, in the precision the run trained in (so eval equals training-time evaluation);
+    on the CPU in fp32 (fp16 kernels are GPU-only)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but no GPU is visible (CUDA_VISIBLE_DEVICES, drivers)")
+    if precision == "auto":
+        precision = meta.get("precision", "fp32") if device == "cuda" else "fp32"
+    if precision == "fp16" and device == "cpu":
+        raise ValueError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+    return device, precision
+
+
+def load_for_inference(artifact: str, task: Task, model: str | None = None,
+                       model_path: str | None = None, device: str = "cpu",
+                       precision: str = "fp32"):
+    """(model in eval mode on ``device`` in ``precision``, artifact metadata) for an artifact
+    directory and its task (``task_from_meta``).
 
     The backbone defaults to the one recorded in the artifact; a different one is allowed
     (e.g. the same weights in another directory) but a fingerprint mismatch is reported."""
     meta, tensors = load_artifact(artifact)
-    task_obj = task_from_meta(meta, task)
     prompt, head, backbone = meta["prompt"], meta["head"], meta["backbone"]
     args = ModelArgs(
         model=model or backbone["model"],
@@ -40,12 +61,13 @@ def load_for_inference(artifact: str, task: str | None = None, model: str | None
         prefix_hidden=prompt["prefix_hidden"], prefix_dropout=prompt["prefix_dropout"],
         prefix_layers=",".join(map(str, prompt["prefix_layers"])) or "all",
         prompt_encoder="none", head=head["type"], head_dropout=head["dropout"])
-    net = build_model(args, task_obj)
+    net = build_model(args, task)
     fingerprint = net.backbone.fingerprint()
     if fingerprint != backbone["fingerprint"]:
         print(f"[ptv2] warning: backbone {args.model} has fingerprint {fingerprint}, the "
               f"artifact was trained on {backbone['name_or_path']} ({backbone['fingerprint']}); "
               "results will differ from training", file=sys.stderr)
     net.load_artifact_state(tensors)
+    net.to(device=device, dtype=DTYPES[precision])
     net.eval()
-    return net, meta, task_obj
+    return net, meta

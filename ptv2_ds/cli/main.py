@@ -80,20 +80,26 @@ def cmd_train(args: cfg.TrainArgs) -> int:
 
 def _artifact_and_data(args, data_file: str, require_labels: bool):
     """(model, task, examples, encoded) for ``ptv2 eval`` / ``ptv2 predict``."""
-    from ..inference import load_for_inference
+    from ..artifacts import read_meta
+    from ..inference import inference_placement, load_for_inference, task_from_meta
 
-    model, meta, task = load_for_inference(args.artifact, args.task, args.model, args.model_path)
+    meta = read_meta(args.artifact)
+    # the data is read and checked before the backbone is loaded: bad rows fail in seconds
+    task = task_from_meta(meta, args.task)
     rows = task.read_file(data_file, require_labels=require_labels,
                           skip_bad_rows=args.skip_bad_rows)
+    device, precision = inference_placement(args.device, args.precision, meta)
+    model, meta = load_for_inference(args.artifact, task, args.model, args.model_path, device,
+                                     precision)
     max_len = min(args.max_seq_len or meta["max_seq_len"], model.backbone.max_positions)
-    return model, task, rows, task.encode(rows, model.backbone, max_len)
+    return model, task, rows, task.encode(rows, model.backbone, max_len), device
 
 
 def cmd_eval(args: cfg.EvalArgs) -> int:
     from ..trainer import evaluate
 
-    model, task, rows, encoded = _artifact_and_data(args, args.data, require_labels=True)
-    metrics, _ = evaluate(model, encoded, task, model.backbone, "cpu", args.batch_size)
+    model, task, rows, encoded, device = _artifact_and_data(args, args.data, require_labels=True)
+    metrics, _ = evaluate(model, encoded, task, model.backbone, device, args.batch_size)
     print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
     return 0
 
@@ -101,8 +107,9 @@ def cmd_eval(args: cfg.EvalArgs) -> int:
 def cmd_predict(args: cfg.PredictArgs) -> int:
     from ..trainer import predict
 
-    model, task, rows, encoded = _artifact_and_data(args, args.input, require_labels=False)
-    predictions = predict(model, encoded, task, model.backbone, "cpu", args.batch_size,
+    model, task, rows, encoded, device = _artifact_and_data(args, args.input,
+                                                            require_labels=False)
+    predictions = predict(model, encoded, task, model.backbone, device, args.batch_size,
                           show_progress=True)
     task.write_predictions(args.output, predictions, rows)
     print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)

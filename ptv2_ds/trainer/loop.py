@@ -145,7 +145,8 @@ def train(args: TrainArgs) -> dict:
                     metrics[task.main_metric] > state["best"][task.main_metric])
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
-            _write_artifact(engine, model, args, task, max_len, counts, out / "artifact")
+            _write_artifact(engine, model, args, task, max_len, precision, counts,
+                            out / "artifact")
         log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
         if main:
             _write_metrics(out, args, task, counts, state, final=None)
@@ -305,8 +306,8 @@ def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict
     return result
 
 
-def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
-                    directory: Path) -> None:
+def _write_artifact(engine, model, args, task: Task, max_len: int, precision: str,
+                    counts: dict, directory: Path) -> None:
     """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0.
 
     ``finetune`` under ZeRO-3 holds the whole model: its parameters are gathered and written
@@ -314,7 +315,7 @@ def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
     import deepspeed
 
     main = dist_env.is_main()
-    meta = _artifact_meta(model, args, task, max_len, counts) if main else None
+    meta = _artifact_meta(model, args, task, max_len, precision, counts) if main else None
     if args.method == "finetune" and engine.zero_optimization_stage() == 3:
         sources = model.artifact_sources()
         specs = [(name, tuple(getattr(t, "ds_shape", t.shape)), t.dtype)
@@ -334,7 +335,8 @@ def _write_artifact(engine, model, args, task: Task, max_len: int, counts: dict,
         save_artifact(directory, tensors, meta)
 
 
-def _artifact_meta(model, args, task: Task, max_len: int, counts: dict) -> dict:
+def _artifact_meta(model, args, task: Task, max_len: int, precision: str, counts: dict
+                   ) -> dict:
     """What ``ptv2 eval``/``predict`` need to rebuild the model and the task."""
     s = model.settings
     deep = model.deep_prompt
@@ -354,6 +356,7 @@ def _artifact_meta(model, args, task: Task, max_len: int, counts: dict) -> dict:
                  "dropout": args.head_dropout},
         "template": options.get("template"),
         "max_seq_len": max_len,
+        "precision": precision,
         "backbone": {**model.backbone.describe(), "model": args.model,
                      "model_path": args.model_path},
         **counts,
