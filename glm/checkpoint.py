@@ -29,6 +29,12 @@ Model-parallel shards are merged with THUDM's split rules (as in THUDM/GLM `chan
     mlp.dense_4h_to_h.weight                 dim 1 (bias whole)
     position tables, LayerNorms              whole
 
+Safety. Pickled `.pt` files are read with torch's weights-only unpickler, plus an allowlist of
+the harmless non-tensor state THUDM/DeepSpeed training files carry next to "module" (numpy
+arrays/dtypes/scalars of RNG states, `argparse.Namespace`). A file needing anything else is
+refused (`CheckpointError`): the full unpickler runs whatever code the file pickles, so it is
+only used with `allow_unsafe_pickle=True` (`--allow-unsafe-pickle`), for files you trust.
+
 Memory. Every reader is lazy: pickles are opened with `torch.load(mmap=True)` and safetensors
 with `safe_open`, so opening a checkpoint reads only its metadata, and `get(key)` touches the
 bytes of that one tensor (merging its model-parallel pieces when there are several). The
@@ -190,32 +196,84 @@ def _merged_shape(key: str, shapes: list[torch.Size], files: list[str]) -> torch
 
 # -- low-level file readers -----------------------------------------------------------------
 
-def _torch_load(path: str) -> Any:
-    """`torch.load` memory-mapped and with the safe (weights-only) unpickler where possible."""
+def _training_state_globals() -> list:
+    """Globals the weights-only unpickler may build besides tensors: what THUDM/Megatron/
+    DeepSpeed training files pickle next to "module" and that runs no code of the file's
+    choosing - numpy RNG states (arrays, numeric dtypes, scalars) and `argparse.Namespace`.
+    numpy's reconstruct functions are listed under both module names (`numpy.core` in files
+    written by numpy 1, `numpy._core` by numpy 2)."""
+    import argparse
+
+    allowed: list = [argparse.Namespace]
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return allowed
+    try:
+        from numpy._core import multiarray  # numpy >= 2 (numpy.core warns there)
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray
+    for name in ("_reconstruct", "scalar"):
+        fn = getattr(multiarray, name)
+        allowed += [(fn, f"{module}.{name}")
+                    for module in ("numpy.core.multiarray", "numpy._core.multiarray")]
+    allowed += [np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)  # the per-dtype classes, numpy >= 1.25
+    if dtypes is not None:
+        allowed += [cls for name in sorted(dir(dtypes))
+                    if isinstance(cls := getattr(dtypes, name), type)
+                    and issubclass(cls, np.dtype) and name != "ObjectDType"]
+    return allowed
+
+
+def _weights_only_load(path: str) -> Any:
+    """`torch.load` with the weights-only unpickler (+ `_training_state_globals`),
+    memory-mapped when the file format allows it."""
+    with torch.serialization.safe_globals(_training_state_globals()):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            # mmap needs the zip format torch.save has written since torch 1.6; older
+            # (legacy-format) files are read into memory instead.
+            if "mmap" not in str(exc):
+                raise
+            warnings.warn(f"{path}: legacy (pre-zip) torch.save format, cannot memory-map it; "
+                          "reading it into memory", stacklevel=4)
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _refusal_reason(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "WeightsUnpickler error:" in ln:
+            return ln.split("WeightsUnpickler error:", 1)[1].strip()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _torch_load(path: str, allow_unsafe_pickle: bool = False) -> Any:
+    """Read a `.pt` file safely: weights-only unpickler plus the training-state allowlist.
+
+    A file that needs more is refused unless `allow_unsafe_pickle`, which reads it with the
+    full unpickler (it executes whatever the file pickles: only for files you trust)."""
+    try:
+        return _weights_only_load(path)
     except pickle.UnpicklingError as exc:
-        # Files written by THUDM/Megatron/DeepSpeed training (not the hub copies) also pickle
-        # non-tensor state next to "module": numpy RNG states, argparse.Namespace, optimizer
-        # classes. The weights-only unpickler refuses those globals, so the only way to read
-        # such a file is the full unpickler, which can run arbitrary code: only for files you
-        # trust. (Convert once with `glm convert` to get a safetensors copy.)
+        reason = _refusal_reason(exc)
+        if not allow_unsafe_pickle:
+            raise CheckpointError(
+                f"{path}: refusing to load it: the weights-only unpickler rejects it ({reason}), "
+                "and the full unpickler would execute code stored in the file. If you trust "
+                "this checkpoint, pass --allow-unsafe-pickle (training; allow_unsafe_pickle="
+                "True in Python), or convert it once with `glm convert --allow-unsafe-pickle "
+                "SRC DST` and load the safetensors copy") from None
         warnings.warn(
-            f"{path}: the weights-only unpickler refused it ({str(exc).splitlines()[0]}); "
-            "loading it with weights_only=False, which executes pickled code - only do this "
-            "for checkpoints you trust (`glm convert` writes a safe copy)", stacklevel=3)
+            f"{path}: the weights-only unpickler rejects it ({reason}); loading it with the "
+            "full unpickler (weights_only=False) as --allow-unsafe-pickle asks, which executes "
+            "code stored in the file - only for checkpoints you trust", stacklevel=3)
         try:
             return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         except RuntimeError:
             return torch.load(path, map_location="cpu", weights_only=False)
-    except RuntimeError as exc:
-        # mmap needs the zip format torch.save has written since torch 1.6; older
-        # (legacy-format) files are read into memory instead.
-        if "mmap" not in str(exc):
-            raise
-        warnings.warn(f"{path}: legacy (pre-zip) torch.save format, cannot memory-map it; "
-                      "reading it into memory", stacklevel=3)
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _state_dict_of(obj: Any, path: str) -> Mapping[str, torch.Tensor]:
@@ -341,7 +399,7 @@ class ReleaseCheckpointReader(CheckpointReader):
     merged per key on demand. Each shard is opened once with `torch.load(mmap=True)`, so only
     the tensors asked for are read."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, allow_unsafe_pickle: bool = False):
         self.directory = resolve_release_dir(path)
         self.files = _mp_files(self.directory)
         if not self.files:
@@ -354,7 +412,7 @@ class ReleaseCheckpointReader(CheckpointReader):
         self.config = None
         self._shards = []       # per rank: canonical key -> tensor (memory-mapped)
         for f in self.files:
-            sd = _state_dict_of(_torch_load(f), f)
+            sd = _state_dict_of(_torch_load(f, allow_unsafe_pickle), f)
             names = _strip_prefixes(sd.keys(), f)
             self._shards.append({k: sd[stored] for k, stored in names.items()})
         first = set(self._shards[0])
@@ -403,7 +461,7 @@ class HubCheckpointReader(CheckpointReader):
     index json; keys with or without a leading `glm.`. Safetensors files are read through
     `safe_open` (memory-mapped, one tensor per `get`), pickles with `torch.load(mmap=True)`."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, allow_unsafe_pickle: bool = False):
         self.directory = path
         self.source = path
         cfg_path = os.path.join(path, "config.json")
@@ -427,7 +485,7 @@ class HubCheckpointReader(CheckpointReader):
                 handle = safe_open(f, framework="pt", device="cpu")
                 stored_keys = list(handle.keys())
             else:
-                handle = _state_dict_of(_torch_load(f), f)
+                handle = _state_dict_of(_torch_load(f, allow_unsafe_pickle), f)
                 stored_keys = list(handle.keys())
             self._handles[f] = handle
             for key, stored in _strip_prefixes(stored_keys, f).items():
@@ -498,8 +556,12 @@ class HubCheckpointReader(CheckpointReader):
         self._handles = {}
 
 
-def open_checkpoint(path: str | os.PathLike) -> CheckpointReader:
-    """Open a GLM checkpoint directory of either layout (see the module docstring) lazily."""
+def open_checkpoint(path: str | os.PathLike, allow_unsafe_pickle: bool = False
+                    ) -> CheckpointReader:
+    """Open a GLM checkpoint directory of either layout (see the module docstring) lazily.
+
+    `allow_unsafe_pickle`: read `.pt` files the weights-only unpickler refuses with the full
+    unpickler, which executes code stored in the file (only for files you trust)."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CheckpointError(f"{path}: not a directory (expected a GLM release directory or a "
@@ -509,10 +571,10 @@ def open_checkpoint(path: str | os.PathLike) -> CheckpointReader:
                    or any(n.endswith(".safetensors") for n in names))
     release = any(n in names for n in TRACKER_FILES) or any(_MP_FILE.match(n) for n in names)
     if hub_weights and not release:
-        return HubCheckpointReader(path)
+        return HubCheckpointReader(path, allow_unsafe_pickle)
     if "config.json" in names and not release:
-        return HubCheckpointReader(path)   # raises "no weights found"
-    reader = ReleaseCheckpointReader(path)
+        return HubCheckpointReader(path, allow_unsafe_pickle)   # raises "no weights found"
+    reader = ReleaseCheckpointReader(path, allow_unsafe_pickle)
     if "config.json" in names:  # a release directory someone added a config.json to
         with open(os.path.join(path, "config.json")) as f:
             reader.config = GLMConfig.from_dict(json.load(f))
@@ -521,12 +583,13 @@ def open_checkpoint(path: str | os.PathLike) -> CheckpointReader:
 
 def load_state_dict_from_path(
     path: str | os.PathLike, dtype: str | torch.dtype | None = None,
+    allow_unsafe_pickle: bool = False,
 ) -> tuple[dict[str, torch.Tensor], GLMConfig | None]:
     """Read a whole checkpoint (either layout) into one merged state dict with THUDM's key
     names (no `glm.` prefix). Returns `(state_dict, config)`; config is None for release
     directories (they carry none). Holds the whole model in memory; prefer `from_pretrained`
-    or `open_checkpoint` for large models."""
-    with open_checkpoint(path) as reader:
+    or `open_checkpoint` for large models. `allow_unsafe_pickle`: see `open_checkpoint`."""
+    with open_checkpoint(path, allow_unsafe_pickle) as reader:
         return reader.state_dict(parse_dtype(dtype)), reader.config
 
 
@@ -622,6 +685,7 @@ def from_pretrained(
     dtype: str | torch.dtype | None = None,
     zero_init: bool = False,
     ds_config: dict | str | None = None,
+    allow_unsafe_pickle: bool = False,
     **model_kwargs,
 ):
     """Build a `glm.model.GLMModel` and load a checkpoint of either layout into it.
@@ -647,6 +711,10 @@ def from_pretrained(
             `deepspeed.init_distributed()` if it is not already.
         ds_config: the DeepSpeed config (dict or JSON path) for zero.Init; use the same one
             you pass to `deepspeed.initialize`.
+        allow_unsafe_pickle: read `.pt` files that the weights-only unpickler (with the
+            allowlist of training-state globals: numpy RNG states, argparse.Namespace) refuses
+            with the full unpickler. That executes code stored in the file: only for
+            checkpoints you trust. Without it such a file raises CheckpointError.
         **model_kwargs: passed to GLMModel (e.g. attention_impl="explicit").
 
     Returns:
@@ -658,11 +726,12 @@ def from_pretrained(
     """
     dtype = parse_dtype(dtype)
     if zero_init:
-        return _from_pretrained_zero(os.fspath(path), config, dtype, ds_config, model_kwargs)
+        return _from_pretrained_zero(os.fspath(path), config, dtype, ds_config, model_kwargs,
+                                     allow_unsafe_pickle)
 
     from glm.model import GLMModel
 
-    with open_checkpoint(path) as reader:
+    with open_checkpoint(path, allow_unsafe_pickle) as reader:
         cfg = _resolve_config(reader, config)
         model = _meta_model(cfg, **model_kwargs)
         expected = _expected_shapes(model)
@@ -682,7 +751,8 @@ def from_pretrained(
     return model.eval()
 
 
-def _from_pretrained_zero(path: str, config, dtype, ds_config, model_kwargs):
+def _from_pretrained_zero(path: str, config, dtype, ds_config, model_kwargs,
+                          allow_unsafe_pickle: bool = False):
     import deepspeed
     import torch.distributed as dist
     from deepspeed.accelerator import get_accelerator
@@ -696,7 +766,7 @@ def _from_pretrained_zero(path: str, config, dtype, ds_config, model_kwargs):
     # Every rank opens the checkpoint lazily (metadata only) and checks keys and shapes against
     # a meta-device model, so a bad checkpoint fails on all ranks alike, before any
     # collective, instead of leaving the others waiting in a gather.
-    reader = open_checkpoint(path)
+    reader = open_checkpoint(path, allow_unsafe_pickle)
     try:
         cfg = _resolve_config(reader, config)
         _validate(reader, _expected_shapes(_meta_model(cfg, **model_kwargs)), cfg)

@@ -1,7 +1,7 @@
 """Convert a GLM checkpoint (THUDM release directory or hub layout) to a safetensors directory.
 
     python -m glm.convert SRC DST [--preset glm-10b | --config config.json]
-                                  [--dtype fp16|bf16|fp32] [--force]
+                                  [--dtype fp16|bf16|fp32] [--force] [--allow-unsafe-pickle]
     glm convert SRC DST ...            (the `glm` console script; "convert" is optional)
 
 DST receives `model.safetensors` (THUDM key names, model-parallel shards merged) and
@@ -100,13 +100,16 @@ def write_safetensors_streaming(path: str, keys: list[str], shape_of, dtype_of, 
 
 
 def convert(src: str, dst: str, preset: str | GLMConfig | None = None,
-            dtype: str | torch.dtype | None = None, force: bool = False) -> tuple[str, str]:
+            dtype: str | torch.dtype | None = None, force: bool = False,
+            allow_unsafe_pickle: bool = False) -> tuple[str, str]:
     """Convert checkpoint `src` (either layout) to `dst/model.safetensors` + `dst/config.json`.
 
     `preset` (a preset name or a GLMConfig) gives the shape for release directories (no
     config.json there) and overrides a hub config.json. `dtype` casts floating tensors (None keeps the stored dtype). Keys and
     shapes are checked against GLMModel(config) first. Refuses to overwrite existing output
-    files unless `force`. Returns the two written paths.
+    files unless `force`. `allow_unsafe_pickle` reads `.pt` files that the weights-only
+    unpickler refuses with the full one (it executes code stored in the file: only for files
+    you trust; the safetensors output is then safe to share). Returns the two written paths.
     """
     dtype = parse_dtype(dtype)
     weights_path = os.path.join(dst, "model.safetensors")
@@ -117,7 +120,7 @@ def convert(src: str, dst: str, preset: str | GLMConfig | None = None,
     if os.path.abspath(src) == os.path.abspath(dst):
         raise CheckpointError("SRC and DST are the same directory")
 
-    with open_checkpoint(src) as reader:
+    with open_checkpoint(src, allow_unsafe_pickle) as reader:
         cfg = _resolve_config(reader, preset)
         expected = _expected_shapes(_meta_model(cfg))
         _validate(reader, expected, cfg)
@@ -165,6 +168,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="cast floating-point weights (default: keep the stored dtype)")
     p.add_argument("--force", action="store_true",
                    help="overwrite DST/model.safetensors and DST/config.json if they exist")
+    p.add_argument("--allow-unsafe-pickle", action="store_true",
+                   help="read SRC .pt files that the weights-only unpickler refuses (e.g. "
+                        "training files pickling optimizer objects) with the full unpickler, "
+                        "which executes code stored in the file: only for checkpoints you "
+                        "trust")
     return p
 
 
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.config) as f:
                 shape = GLMConfig.from_dict(json.load(f))
         weights, config = convert(args.src, args.dst, preset=shape, dtype=args.dtype,
-                                  force=args.force)
+                                  force=args.force, allow_unsafe_pickle=args.allow_unsafe_pickle)
     except (CheckpointError, FileExistsError, OSError, ValueError) as exc:
         print(f"glm convert: error: {exc}", file=sys.stderr)
         return 2

@@ -27,8 +27,12 @@ class Backbone(nn.Module):
     has_lm_head: bool
 
     def encode_text(self, text: str) -> list[int]:
-        """Token ids of ``text`` without special tokens."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Token ids of ``text`` without special tokens.
+
+        ``verbose=False``: the toolkit truncates/windows sequences itself, so the tokenizer's
+        "Token indices sequence length is longer than the specified maximum" warning (from
+        its ``model_max_length`` check) would be false here."""
+        return self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
     def encode(self, ids_a: list[int], ids_b: list[int] | None, max_len: int,
                cloze_template: str | None = None) -> dict:

@@ -54,13 +54,17 @@ class GLMBackbone(Backbone):
             checkpoint directory.
         model_path: the checkpoint directory when ``model`` is a preset (release or hub layout).
         dtype: weight dtype to load (fp32 by default; DeepSpeed casts for fp16/bf16 runs).
+        allow_unsafe_pickle: read .pt files the weights-only unpickler refuses with the full
+            unpickler (executes code stored in the file; ``--allow-unsafe-pickle``).
     """
 
     kind = "glm"
     has_lm_head = True
+    pretrained_pooler = None  # GLM's pooler head is trainable (heads.PoolerHead builds one)
 
     def __init__(self, model: str, model_path: str | None = None, dtype: str = "fp32",
-                 gradient_checkpointing: bool = False, ds_config: dict | None = None):
+                 gradient_checkpointing: bool = False, ds_config: dict | None = None,
+                 allow_unsafe_pickle: bool = False):
         super().__init__()
         from glm.checkpoint import from_pretrained
         from glm.config import PRESETS
@@ -76,9 +80,11 @@ class GLMBackbone(Backbone):
             # partitioned at construction, loaded module by module into the shards; the
             # weight dtype follows the config's fp16/bf16 section
             self.model = from_pretrained(path, config=preset, zero_init=True,
-                                         ds_config=ds_config)
+                                         ds_config=ds_config,
+                                         allow_unsafe_pickle=allow_unsafe_pickle)
         else:
-            self.model = from_pretrained(path, config=preset, dtype=dtype)
+            self.model = from_pretrained(path, config=preset, dtype=dtype,
+                                         allow_unsafe_pickle=allow_unsafe_pickle)
         self.model.train()
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()

@@ -5,15 +5,19 @@ self-attention module is tagged with its layer index so the function picks that 
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import torch
 from torch import nn
 
 from ..prompts import Prefix, PrefixShape
 from .attention import register_prefix_attention
 from .base import Backbone, zero3
+from .deberta import DEBERTA_TYPES, install_prefix_attention, load_deberta
 from .layout import SpecialTokenLayout, pad_features, render_cloze, truncate_pair
 
-SUPPORTED_TYPES = ("bert", "roberta", "xlm-roberta")
+SUPPORTED_TYPES = ("bert", "roberta", "xlm-roberta", *DEBERTA_TYPES)
 
 
 class HFEncoder(Backbone):
@@ -21,8 +25,13 @@ class HFEncoder(Backbone):
 
     Args:
         name_or_path: directory with ``config.json`` + weights, or a hub name.
-        with_lm_head: also load the masked-LM head (for ``--head verbalizer``).
+        with_lm_head: also load the masked-LM head (for ``--head verbalizer``); the checkpoint
+            must hold its weights (a sentence-embedding checkpoint has none: ValueError).
         gradient_checkpointing: recompute each layer in the backward pass.
+
+    ``pretrained_pooler`` is the checkpoint's own pooler (tanh(dense(h[:, 0]))), a frozen
+    submodule of this backbone, when the checkpoint holds pooler weights and no LM head is
+    loaded; otherwise None. It is taken out of the encoder, whose forward never pools.
     """
 
     kind = "hf"
@@ -46,15 +55,57 @@ class HFEncoder(Backbone):
             # while this object lives, from_pretrained builds under deepspeed.zero.Init and
             # loads the weights into the partitions
             self._hf_ds_config = HfDeepSpeedConfig(ds_config)
-        if with_lm_head:
-            full = AutoModelForMaskedLM.from_pretrained(name_or_path)
+        # transformers' own load report (UNEXPECTED/MISSING tables, progress bar) is noise for
+        # a frozen encoder; we check the loading info ourselves and only report what matters
+        with _quiet_transformers():
+            if config.model_type in DEBERTA_TYPES:  # no pooler; two MLM-head flavours
+                self.encoder, deberta_head, info = load_deberta(name_or_path, with_lm_head)
+            elif with_lm_head:
+                full, info = AutoModelForMaskedLM.from_pretrained(name_or_path,
+                                                                  output_loading_info=True)
+            else:
+                self.encoder, info = AutoModel.from_pretrained(
+                    name_or_path, add_pooling_layer=True, output_loading_info=True)
+        if zero3(ds_config):
+            # done loading: a later from_pretrained in this process (ptv2 eval after train,
+            # in a notebook or a test) must not build partitioned
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+            del self._hf_ds_config
+        missing = sorted(info["missing_keys"])
+        if config.model_type in DEBERTA_TYPES:
+            self.lm_head, self.pretrained_pooler = deberta_head, None
+        elif with_lm_head:
+            head_name = "cls" if hasattr(full, "cls") else "lm_head"
+            head_missing = [k for k in missing if k.startswith(head_name + ".")]
+            if head_missing:
+                raise ValueError(
+                    f"{name_or_path}: --head verbalizer needs the checkpoint's masked-LM head, "
+                    f"but these weights are missing: {', '.join(head_missing)} (a "
+                    "sentence-embedding checkpoint has none); use --head linear or a checkpoint "
+                    "trained with MLM")
             self.encoder = full.base_model
-            self.lm_head = getattr(full, "cls", None) or getattr(full, "lm_head")
+            self.lm_head = getattr(full, head_name)
+            self.pretrained_pooler = None
         else:
-            self.encoder = AutoModel.from_pretrained(name_or_path, add_pooling_layer=False)
             self.lm_head = None
+            pooler = self.encoder.pooler
+            self.encoder.pooler = None  # the encoder returns hidden states only
+            pooler_missing = any(k.startswith("pooler.") for k in missing)
+            # a pooler the checkpoint lacks would be random: not used, not reported
+            self.pretrained_pooler = None if pooler_missing else pooler
+            missing = [k for k in missing if not k.startswith("pooler.")]
+        if missing:
+            shown = ", ".join(missing[:8]) + (f", ... ({len(missing) - 8} more)"
+                                              if len(missing) > 8 else "")
+            warnings.warn(f"{name_or_path}: {len(missing)} weights are missing from the "
+                          f"checkpoint and were randomly initialised: {shown}", stacklevel=2)
         self.has_lm_head = with_lm_head
-        self.encoder.set_attn_implementation(register_prefix_attention())
+        if config.model_type in DEBERTA_TYPES:  # disentangled attention: no AttentionInterface
+            install_prefix_attention(self.encoder)
+        else:
+            self.encoder.set_attn_implementation(register_prefix_attention())
         for index, layer in enumerate(self.encoder.encoder.layer):
             layer.attention.self.ptv2_layer = index
         if gradient_checkpointing:
@@ -67,7 +118,9 @@ class HFEncoder(Backbone):
         self.prefix_shape = PrefixShape(c.num_hidden_layers, c.num_attention_heads,
                                         c.hidden_size // c.num_attention_heads)
         # RoBERTa reserves padding_idx + 1 position rows before the first real position
-        offset = (c.pad_token_id + 1) if c.model_type != "bert" else 0
+        # (DeBERTa numbers from 0; v2/v3 without position_biased_input have no absolute table
+        # and max_position_embeddings is the length they were trained for)
+        offset = (c.pad_token_id + 1) if c.model_type not in ("bert", *DEBERTA_TYPES) else 0
         self.max_positions = c.max_position_embeddings - offset
         self.layout = SpecialTokenLayout(self.tokenizer)
         self.uses_token_types = getattr(c, "type_vocab_size", 0) > 1
@@ -138,3 +191,21 @@ class HFEncoder(Backbone):
         if self.lm_head is None:
             raise RuntimeError("this backbone was loaded without its masked-LM head")
         return self.lm_head(hidden)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence transformers' logging below errors and its progress bars for the block."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    if bars:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -21,6 +21,23 @@ def truncate_pair(ids_a: list[int], ids_b: list[int] | None, budget: int
     return ids_a, ids_b
 
 
+def _truncate_repeated(ids_a: list[int], ids_b: list[int] | None, copies_a: int,
+                       copies_b: int, budget: int) -> tuple[list[int], list[int] | None]:
+    """Like ``truncate_pair`` for a template that holds ``copies_a`` copies of a and
+    ``copies_b`` of b: trim the longer segment (ties trim b) until
+    ``copies_a * len(a) + copies_b * len(b) <= budget``. A segment with no copy is kept."""
+    ids_a = list(ids_a)
+    ids_b = None if ids_b is None else list(ids_b)
+    if budget < 0:
+        raise ValueError("max sequence length leaves no room for the text")
+    b_len = len(ids_b) if ids_b else 0
+    while copies_a * len(ids_a) + copies_b * b_len > budget:
+        trim_b = copies_b and b_len and (not copies_a or b_len >= len(ids_a))
+        (ids_b if trim_b else ids_a).pop()
+        b_len = len(ids_b) if ids_b else 0
+    return ids_a, ids_b
+
+
 def split_template(template: str) -> list[str]:
     """Split a cloze template such as ``"{a} ? {mask} , {b}"`` into slots and literal text."""
     parts, rest = [], template
@@ -52,8 +69,10 @@ def render_cloze(template: str, ids_a: list[int], ids_b: list[int] | None, mask_
     # literal pieces keep their leading space: BPE vocabularies (RoBERTa, GLM) encode " ?"
     # differently from "?"; WordPiece ignores it
     literal = {p: encode_text(p.rstrip()) for p in parts if p not in ("{a}", "{b}", MASK_SLOT)}
-    fixed = 1 + sum(len(ids) for ids in literal.values())
-    ids_a, ids_b = truncate_pair(ids_a, ids_b if "{b}" in parts else None, budget - fixed)
+    # every occurrence counts: a literal or a text slot may appear several times
+    fixed = 1 + sum(len(literal[p]) for p in parts if p in literal)
+    ids_a, ids_b = _truncate_repeated(ids_a, ids_b if "{b}" in parts else None,
+                                      parts.count("{a}"), parts.count("{b}"), budget - fixed)
     out: list[int] = []
     mask_index = -1
     for p in parts:

@@ -1,10 +1,13 @@
 """GLM checkpoint reading (release dirs, hub layouts), validation errors, and `glm convert`."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -183,15 +186,71 @@ def test_release_dir_with_added_config_json(tmp_path, reference):
     assert_same_model(from_pretrained(tmp_path), model, inputs)
 
 
-def test_release_dir_with_non_tensor_state_falls_back_with_warning(tmp_path, reference):
-    # THUDM/DeepSpeed training checkpoints also pickle numpy RNG states, which the weights-only
-    # unpickler refuses.
+class _TouchOnUnpickle:
+    """Unpickling this runs `Path.touch(path)`: stands for arbitrary code in a crafted .pt."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.path),)
+
+
+def test_release_dir_with_training_state_loads_safely(tmp_path, reference):
+    # THUDM/DeepSpeed training checkpoints also pickle numpy RNG states and the argparse
+    # Namespace next to "module": read with the weights-only unpickler + allowlist, no warning
     cfg, model, inputs = reference
     write_release(tmp_path, model.state_dict(), 1,
-                  extra={"np_rng_state": np.random.RandomState(0).get_state()})
-    with pytest.warns(UserWarning, match="weights_only=False"):
+                  extra={"np_rng_state": np.random.get_state(),
+                         "seeded_rng_state": np.random.RandomState(0).get_state(),
+                         "np_scalar": np.float64(0.5),
+                         "args": argparse.Namespace(lr=1e-4, fp16=True, save="ckpt")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         loaded = from_pretrained(tmp_path, cfg)
     assert_same_model(loaded, model, inputs)
+
+
+def test_crafted_pickle_is_refused_by_default(tmp_path, reference):
+    cfg, model, _ = reference
+    marker = tmp_path / "pwned"
+    write_release(tmp_path / "ckpt", model.state_dict(), 1,
+                  extra={"args": _TouchOnUnpickle(marker)})
+    shard = tmp_path / "ckpt" / "release" / "mp_rank_00_model_states.pt"
+    for load in (lambda: from_pretrained(tmp_path / "ckpt", cfg),
+                 lambda: load_state_dict_from_path(tmp_path / "ckpt"),
+                 lambda: convert_mod.convert(str(tmp_path / "ckpt"), str(tmp_path / "out"),
+                                             preset=cfg)):
+        with pytest.raises(CheckpointError) as err:
+            load()
+        msg = str(err.value)
+        assert msg.startswith(f"{shard}: refusing to load it: the weights-only unpickler "
+                              "rejects it (Unsupported global: GLOBAL ")
+        assert "--allow-unsafe-pickle" in msg
+        assert "glm convert --allow-unsafe-pickle SRC DST" in msg
+        assert not marker.exists()  # the pickled code never ran
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_allow_unsafe_pickle_uses_the_full_unpickler(tmp_path, reference, capsys):
+    cfg, model, inputs = reference
+    marker = tmp_path / "pwned"
+    write_release(tmp_path / "ckpt", model.state_dict(), 1,
+                  extra={"args": _TouchOnUnpickle(marker)})
+    with pytest.warns(UserWarning, match="full unpickler"):
+        loaded = from_pretrained(tmp_path / "ckpt", cfg, allow_unsafe_pickle=True)
+    assert marker.exists()  # proof that the opt-in really ran the full unpickler
+    assert_same_model(loaded, model, inputs)
+    marker.unlink()
+    write_config(tmp_path / "shape", cfg)
+    argv = [str(tmp_path / "ckpt"), str(tmp_path / "out"), "--config",
+            str(tmp_path / "shape" / "config.json")]
+    assert convert_mod.main(argv) == 2
+    assert "--allow-unsafe-pickle" in capsys.readouterr().err and not marker.exists()
+    with pytest.warns(UserWarning, match="full unpickler"):
+        assert convert_mod.main(argv + ["--allow-unsafe-pickle"]) == 0
+    assert marker.exists()
+    assert_same_model(from_pretrained(tmp_path / "out"), model, inputs)
 
 
 def test_release_shards_with_different_keys(tmp_path, reference):

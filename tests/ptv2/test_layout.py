@@ -24,6 +24,39 @@ def test_render_cloze_keeps_mask_when_truncating():
     assert ids == [1, 2, 90, 99, 91, 5, 6] and mask_index == 3
 
 
+def _literal_stub(text):
+    return {",": [91], "?": [90]}[text.strip()]
+
+
+def test_render_cloze_counts_every_repeated_literal():
+    a, b = list(range(1, 11)), list(range(11, 21))
+    ids, mask_index = render_cloze("{a} , {mask} , {b}", a, b, 99, _literal_stub, budget=16)
+    assert len(ids) == 16  # was 17: the second " , " was not counted
+    assert ids == a[:7] + [91, 99, 91] + b[:6] and mask_index == 8
+
+
+def test_render_cloze_counts_every_copy_of_a_text_slot():
+    a = list(range(1, 21))
+    ids, mask_index = render_cloze("{a} {a} ? {mask}", a, None, 99, _literal_stub, budget=16)
+    assert len(ids) == 16  # was 30: a truncated as if it appeared once
+    assert ids == a[:7] + a[:7] + [90, 99] and mask_index == 15
+    ids, _ = render_cloze("{b} ? {a} {b} {mask}", a, a, 99, _literal_stub, budget=11)
+    assert len(ids) == 11  # 2 * len(b) + len(a) = 9
+    for budget in range(4, 40):  # the longest template has 4 fixed tokens
+        for template in ("{a} {a} ? {mask}", "{a} , {mask} , {b} , {b}", "{mask} {b} , {a}"):
+            ids, _ = render_cloze(template, a, a[:5], 99, _literal_stub, budget=budget)
+            assert len(ids) <= budget, (template, budget)
+
+
+def test_render_cloze_with_repeats_on_bert_fits_the_budget(tiny_bert_dir):
+    enc = HFEncoder(tiny_bert_dir)
+    text = enc.encode_text("the movie was great fun and the actors were good " * 3)
+    for template in ("{a} , {mask} , {b}", "{a} {a} ? {mask}"):
+        f = enc.encode(text, text, 18, template)
+        assert len(f["input_ids"]) == 18, template
+        assert f["input_ids"][f["mask_index"]] == enc.tokenizer.mask_token_id
+
+
 def test_bert_layout(tiny_bert_dir):
     enc = HFEncoder(tiny_bert_dir)
     f = enc.encode([2001, 2002, 2003], [2004, 2005], max_len=6)
