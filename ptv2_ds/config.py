@@ -90,8 +90,9 @@ class DataArgs:
 @dataclass
 class TrainArgs(ModelArgs, DataArgs):
     output_dir: str = opt("runs/ptv2", "where metrics.json, artifact/, tb/ and checkpoints/ go")
-    deepspeed: str = opt("ds_configs/cpu.json", "DeepSpeed JSON config; 'auto' values are "
-                                                "filled from these flags")
+    deepspeed: str | None = opt(None, "DeepSpeed JSON config (ds_configs/ in the repository); "
+                                      "'auto' values are filled from these flags. Default: "
+                                      "no ZeRO, as ds_configs/cpu.json")
     precision: str = opt("auto", "auto (as the DeepSpeed config says, else fp32), fp32, bf16 "
                                  "or fp16 (GPU only)", ["auto", "fp32", "bf16", "fp16"])
     batch_size: int = opt(32, "micro-batch size per device")

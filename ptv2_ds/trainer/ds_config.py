@@ -11,7 +11,20 @@ from pathlib import Path
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def load_ds_config(path: str) -> dict:
+# what ds_configs/cpu.json holds: one process (or plain data parallel), no ZeRO sharding; the
+# default when --deepspeed is not given, so `ptv2 train` works from any directory
+DEFAULT_CONFIG = {
+    "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+    "train_batch_size": "auto", "gradient_clipping": 1.0, "zero_optimization": {"stage": 0},
+    "bf16": {"enabled": "auto"}, "fp16": {"enabled": False},
+    "tensorboard": {"enabled": True, "output_path": "auto", "job_name": "deepspeed"},
+    "steps_per_print": 1000000000, "wall_clock_breakdown": False,
+}
+
+
+def load_ds_config(path: str | None) -> dict:
+    if path is None:
+        return json.loads(json.dumps(DEFAULT_CONFIG))
     p = Path(path)
     if not p.is_file():
         raise SystemExit(f"error: DeepSpeed config not found: {path} "
