@@ -5,7 +5,7 @@ encoded for a backbone, scored and written. ``build_task(name, **options)`` make
   tagging         conll03 conll04 ontonotes tagging conll05 conll12   (tagging.py)
   qa              squad squad_v2                               (qa.py)
 """
-from . import classification, tagging  # noqa: F401  (each family module registers its names)
+from . import classification, qa, tagging  # noqa: F401  (each family registers its names)
 from .base import TASKS, BadRows, Encoded, Task, build_task, load_splits
 from .features import make_loader
 from .readers import DataFormatError
