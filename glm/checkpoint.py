@@ -63,6 +63,7 @@ from typing import Any
 import torch
 
 from glm.config import PRESETS, GLMConfig
+from glm.errors import GLMUserError
 
 __all__ = [
     "CheckpointError",
@@ -96,7 +97,7 @@ _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GLMUserError):
     """A checkpoint that cannot be read or does not fit the model; the message names the
     offending key(s) and file(s)."""
 
@@ -117,7 +118,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     try:
         return _DTYPE_NAMES[str(dtype).lower().removeprefix("torch.")]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32") from None
+        raise GLMUserError(f"unknown dtype {dtype!r}; use fp16, bf16 or fp32") from None
 
 
 def _cast(t: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -738,7 +739,7 @@ def from_pretrained(
         _validate(reader, expected, cfg)
         sd = {k: _cast(reader.get(k), dtype) for k in expected}
         if any(v.device.type == "meta" for v in sd.values()):  # pragma: no cover - defensive
-            raise CheckpointError(f"{reader.source}: a tensor came back on the meta device")
+            raise RuntimeError(f"{reader.source}: a tensor came back on the meta device")
         # assign=True: the model's parameters become these tensors (no second copy). Tensors
         # read from a pickle stay memory-mapped (copy-on-write) until written to.
         model.load_state_dict(sd, strict=True, assign=True)
@@ -746,7 +747,7 @@ def from_pretrained(
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()]
                 if t.device.type == "meta"]
     if leftover:  # pragma: no cover - GLMModel has no non-persistent buffers today
-        raise CheckpointError(f"GLMModel tensors not covered by the checkpoint: {leftover}")
+        raise RuntimeError(f"GLMModel tensors not covered by the checkpoint: {leftover}")
     assert isinstance(model, GLMModel)
     return model.eval()
 

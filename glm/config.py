@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from glm.errors import GLMUserError
+
 
 @dataclass
 class GLMConfig:
@@ -33,7 +35,7 @@ class GLMConfig:
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise GLMUserError(
                 f"hidden_size {self.hidden_size} is not divisible by "
                 f"num_attention_heads {self.num_attention_heads}"
             )
@@ -64,7 +66,7 @@ class GLMConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "GLMConfig":
         if name not in PRESETS:
-            raise ValueError(f"unknown GLM preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise GLMUserError(f"unknown GLM preset {name!r}; choose one of {sorted(PRESETS)}")
         return dataclasses.replace(PRESETS[name], **overrides)
 
 

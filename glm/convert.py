@@ -91,8 +91,8 @@ def write_safetensors_streaming(path: str, keys: list[str], shape_of, dtype_of, 
             t = tensor_of(k)
             want = header[k]
             if list(t.shape) != want["shape"] or _ST_DTYPES[t.dtype] != want["dtype"]:
-                raise CheckpointError(f"{k!r}: got {t.dtype} {tuple(t.shape)}, header says "
-                                      f"{want['dtype']} {tuple(want['shape'])}")
+                raise RuntimeError(f"{k!r}: got {t.dtype} {tuple(t.shape)}, header says "
+                                   f"{want['dtype']} {tuple(want['shape'])}")
             data = t.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
             f.write(memoryview(data.numpy()))
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from glm.errors import GLMUserError
+
 
 def sep_attention_mask(sep: torch.Tensor, seq_len: int) -> torch.Tensor:
     """GLM's mask for a per-example split point.
@@ -74,7 +76,8 @@ def classification_input(
     specials = 3 if ids_b is not None else 2
     budget = max_len - specials
     if budget < 0:
-        raise ValueError(f"max_len {max_len} cannot hold the {specials} special tokens")
+        raise GLMUserError(f"max_len {max_len} cannot hold the {specials} special tokens; "
+                           "raise the maximum sequence length")
     while len(ids_a) + (len(ids_b) if ids_b is not None else 0) > budget:
         if ids_b is not None and len(ids_b) > len(ids_a):
             ids_b.pop()
@@ -124,7 +127,7 @@ def cloze_input(
     context_ids = list(context_ids)
     n_masks = context_ids.count(mask_id)
     if n_masks != 1:
-        raise ValueError(
+        raise GLMUserError(
             f"cloze pattern must contain exactly one [MASK] (id {mask_id}), found {n_masks}"
         )
     n_real = len(context_ids) + 1

@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from glm.config import GLMConfig
+from glm.errors import GLMUserError
 from glm.inputs import sep_attention_mask
 
 # THUDM masks scores as `scores * mask - 65504 * (1 - mask)`: 65504 is the largest fp16
@@ -254,7 +255,7 @@ class GLMModel(nn.Module):
     def __init__(self, config: GLMConfig, attention_impl: str = "sdpa"):
         super().__init__()
         if attention_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"unknown attention_impl {attention_impl!r}; "
+            raise GLMUserError(f"unknown attention_impl {attention_impl!r}; "
                              f"choose one of {ATTENTION_IMPLS}")
         self.config = config
         self.attention_impl = attention_impl

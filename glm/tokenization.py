@@ -70,6 +70,8 @@ import shutil
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from glm.errors import GLMUserError
+
 __all__ = [
     "GLMTokenizerFast",
     "GLMChineseSPTokenizer",
@@ -277,7 +279,7 @@ def _build_gpt2(vocab_file: str, merges_file: str, model_max_length: int) -> GLM
     with open(vocab_file, encoding="utf-8") as f:
         vocab = json.load(f)
     if vocab.get(ENDOFTEXT_TOKEN) != GPT2_SPECIAL_IDS[ENDOFTEXT_TOKEN] or len(vocab) != 50257:
-        raise ValueError(
+        raise GLMUserError(
             f"{vocab_file} is not the GPT-2 vocabulary GLM uses: expected 50257 entries with "
             f"{ENDOFTEXT_TOKEN} at 50256, got {len(vocab)} entries"
         )
@@ -303,7 +305,7 @@ def _build_bert(vocab_file: str, model_max_length: int) -> GLMTokenizerFast:
                 vocab[token] = len(vocab)
     missing = [t for t in (PAD_TOKEN_BERT, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN) if t not in vocab]
     if missing:
-        raise ValueError(f"{vocab_file} is not a BERT WordPiece vocabulary: it lacks {missing}")
+        raise GLMUserError(f"{vocab_file} is not a BERT WordPiece vocabulary: it lacks {missing}")
     n = len(vocab)
     backend = Tokenizer(models.WordPiece(vocab, unk_token=UNK_TOKEN, max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(
@@ -546,13 +548,13 @@ def load_glm_tokenizer(
     position count (1024, or 512 for ``"bert-uncased"``).
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown GLM tokenizer kind {kind!r}; choose one of {list(KINDS)}")
+        raise GLMUserError(f"unknown GLM tokenizer kind {kind!r}; choose one of {list(KINDS)}")
     path = None if vocab_dir_or_file is None else os.fspath(vocab_dir_or_file)
     if path is not None and os.path.isdir(path):
         saved = _saved_glm_kind(path)
         if saved is not None:
             if saved != kind:
-                raise ValueError(f"{path} holds a saved {saved!r} GLM tokenizer, not {kind!r}")
+                raise GLMUserError(f"{path} holds a saved {saved!r} GLM tokenizer, not {kind!r}")
             cls = GLMChineseSPTokenizer if kind == "chinese-sp" else GLMTokenizerFast
             extra = {} if model_max_length is None else {"model_max_length": model_max_length}
             return cls.from_pretrained(path, **extra)
@@ -570,6 +572,6 @@ def glm_tokenizer_for_preset(preset_name: str, path: str | None = None) -> PreTr
     from .config import PRESETS
 
     if preset_name not in PRESETS:
-        raise ValueError(f"unknown GLM preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+        raise GLMUserError(f"unknown GLM preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     config = PRESETS[preset_name]
     return load_glm_tokenizer(config.tokenizer, path, model_max_length=config.max_position_embeddings)

@@ -8,6 +8,7 @@ import torch
 from .artifacts import load_artifact
 from .builder import build_model
 from .config import ModelArgs
+from .errors import UserError
 from .tasks import Task, build_task
 
 
@@ -36,11 +37,11 @@ def inference_placement(device: str, precision: str, meta: dict) -> tuple[str, s
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda, but no GPU is visible (CUDA_VISIBLE_DEVICES, drivers)")
+        raise UserError("--device cuda, but no GPU is visible (CUDA_VISIBLE_DEVICES, drivers)")
     if precision == "auto":
         precision = meta.get("precision", "fp32") if device == "cuda" else "fp32"
     if precision == "fp16" and device == "cpu":
-        raise ValueError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
+        raise UserError("--precision fp16 needs a GPU; use fp32 or bf16 on the CPU")
     return device, precision
 
 

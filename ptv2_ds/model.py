@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
+from .errors import UserError
 from .heads import build_head
 from .prompts import DeepPrompt, InputPrompt, parse_prefix_layers
 
@@ -35,7 +36,7 @@ class PromptSettings:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
 
 class PromptedModel(nn.Module):
@@ -130,12 +131,15 @@ class PromptedModel(nn.Module):
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         if missing or unexpected:
-            raise ValueError(f"artifact tensors do not match the model: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+            raise UserError(f"artifact tensors do not match the model: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}; evaluate with the backbone, --method "
+                            "and --task the artifact was trained with (its artifact_meta.json)")
         for name, target in own.items():
             if tuple(state[name].shape) != tuple(target.shape):
-                raise ValueError(f"artifact tensor {name} has shape {tuple(state[name].shape)}, "
-                                 f"the model expects {tuple(target.shape)}")
+                raise UserError(f"artifact tensor {name} has shape {tuple(state[name].shape)}, "
+                                f"the model expects {tuple(target.shape)}: a different backbone "
+                                "than the artifact was trained on; drop --model (the artifact "
+                                "names its own) or pass the same one")
             target.copy_(state[name])
 
 

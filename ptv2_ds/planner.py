@@ -25,7 +25,8 @@ import re
 import textwrap
 from dataclasses import dataclass, field
 
-from .config import opt
+from .config import ModelArgs, opt
+from .errors import UserError
 
 GiB = 2 ** 30
 
@@ -35,6 +36,11 @@ EXIT_DOES_NOT_FIT = 1
 
 # ---------------------------------------------------------------------------------------------
 # arguments
+
+# ``ptv2 train`` runs without activation checkpointing unless --gradient-checkpointing is given;
+# the plan must assume the same, or it can say "fits" for a run that then runs out of memory
+TRAIN_GRADIENT_CHECKPOINTING: bool = next(
+    f.default for f in dataclasses.fields(ModelArgs) if f.name == "gradient_checkpointing")
 
 
 @dataclass
@@ -69,8 +75,10 @@ class PlanArgs:
                           [0, 1, 2, 3])
     offload: bool = opt(False, "ZeRO-3: offload parameters and optimizer state to CPU memory "
                                "(ZeRO-1/2: the optimizer state only)")
-    gradient_checkpointing: bool = opt(True, "activation checkpointing (recompute each layer "
-                                             "in the backward pass)")
+    gradient_checkpointing: bool = opt(TRAIN_GRADIENT_CHECKPOINTING,
+                                       "activation checkpointing (recompute each layer in the "
+                                       "backward pass); the default follows `ptv2 train`'s "
+                                       "--gradient-checkpointing, so plan and train agree")
     attention: str = opt("sdpa", "attention kernel: sdpa (memory-efficient, stores no "
                                  "S x (S+P) scores; the toolkit's default) or explicit "
                                  "(THUDM's arithmetic, stores them)", ["sdpa", "explicit"])
@@ -100,15 +108,15 @@ def parse_mem(text: str | int | float) -> int:
     """
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"cannot read memory size {text!r}: write e.g. 40GB (40*10^9 bytes), "
+        raise UserError(f"cannot read memory size {text!r}: write e.g. 40GB (40*10^9 bytes), "
                          "80GiB (80*2^30 bytes) or 24G (= 24GiB)")
     unit = _UNITS[m.group(2).lower()]
     if unit is None:
-        raise ValueError(f"memory size {text!r} has no unit: write {m.group(1)}GB (10^9 bytes) "
+        raise UserError(f"memory size {text!r} has no unit: write {m.group(1)}GB (10^9 bytes) "
                          f"or {m.group(1)}GiB (2^30 bytes)")
     value = int(round(float(m.group(1)) * unit))
     if value <= 0:
-        raise ValueError(f"memory size {text!r} must be positive")
+        raise UserError(f"memory size {text!r} must be positive")
     return value
 
 
@@ -238,9 +246,9 @@ def model_shape(model: str) -> ModelShape:
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
         if os.path.isdir(path):
-            raise ValueError(f"{model}: no config.json to read the shape from (for a THUDM "
+            raise UserError(f"{model}: no config.json to read the shape from (for a THUDM "
                              "release directory pass the preset name, e.g. --model glm-10b)")
-        raise ValueError(
+        raise UserError(
             f"unknown model {model!r}: use a GLM preset ({', '.join(sorted(PRESETS))}), a local "
             f"directory with config.json, or one of {', '.join(sorted(HUB_SHAPES))}")
     with open(config_file) as f:
@@ -251,7 +259,7 @@ def model_shape(model: str) -> ModelShape:
         return _glm_shape(model, GLMConfig.from_dict(config))
     kind = config.get("model_type")
     if kind not in ("bert", "roberta", "xlm-roberta"):
-        raise ValueError(f"{model}: model type {kind!r} is not supported (bert, roberta, "
+        raise UserError(f"{model}: model type {kind!r} is not supported (bert, roberta, "
                          "xlm-roberta, or a GLM)")
     H = config["hidden_size"]
     return ModelShape(name=model, family=kind, vocab_size=config["vocab_size"], hidden_size=H,
@@ -331,9 +339,9 @@ def zero_settings(args: PlanArgs) -> dict:
             with open(args.ds_config) as f:
                 zero = json.load(f).get("zero_optimization", {}) or {}
         except OSError as e:
-            raise ValueError(f"cannot read --ds-config {args.ds_config}: {e}") from None
+            raise UserError(f"cannot read --ds-config {args.ds_config}: {e}") from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"--ds-config {args.ds_config} is not valid JSON: {e}") from None
+            raise UserError(f"--ds-config {args.ds_config} is not valid JSON: {e}") from None
         for key in values:
             value = zero.get(key)
             if isinstance(value, bool) or isinstance(value, (int, float)):
@@ -386,7 +394,7 @@ def layer_activation_bytes(*, s: int, p: int, b: int, h: int, inter: int, heads:
         total += heads * b * s * k * ((2 * e + 1) if dropout else e) + b * s * k * e
         linear_inputs = 3 * s * b * h * e
     else:
-        raise ValueError(f"attention must be sdpa or explicit, got {attention!r}")
+        raise UserError(f"attention must be sdpa or explicit, got {attention!r}")
     if weights_trainable:
         total += linear_inputs + s * b * inter * e
     return total
@@ -452,7 +460,7 @@ def activation_memory(shape: ModelShape, args: PlanArgs, checkpointing: bool,
 
 def element_bytes(precision: str) -> int:
     if precision not in ("fp16", "bf16", "fp32"):
-        raise ValueError(f"precision must be fp16, bf16 or fp32, got {precision!r}")
+        raise UserError(f"precision must be fp16, bf16 or fp32, got {precision!r}")
     return 4 if precision == "fp32" else 2
 
 
@@ -536,24 +544,24 @@ def plan(args: PlanArgs, shape: ModelShape | None = None) -> Plan:
 def _validate(args: PlanArgs) -> None:
     for name in ("nodes", "gpus_per_node", "seq_len", "micro_batch"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.method not in ("ptv2", "prompt", "finetune"):
-        raise ValueError(f"--method must be ptv2, prompt or finetune, got {args.method!r}")
+        raise UserError(f"--method must be ptv2, prompt or finetune, got {args.method!r}")
     if args.prefix_len < 0 or (args.method == "prompt" and args.prefix_len < 1):
-        raise ValueError(f"--prefix-len must be >= {1 if args.method == 'prompt' else 0}, "
+        raise UserError(f"--prefix-len must be >= {1 if args.method == 'prompt' else 0}, "
                          f"got {args.prefix_len}")
     if args.zero_stage not in (0, 1, 2, 3):
-        raise ValueError(f"--zero-stage must be 0, 1, 2 or 3, got {args.zero_stage}")
+        raise UserError(f"--zero-stage must be 0, 1, 2 or 3, got {args.zero_stage}")
     if args.offload and args.zero_stage == 0:
-        raise ValueError("--offload needs ZeRO (stage 1-3; parameter offload needs stage 3)")
+        raise UserError("--offload needs ZeRO (stage 1-3; parameter offload needs stage 3)")
     if args.reparam not in ("embedding", "mlp"):
-        raise ValueError(f"--reparam must be embedding or mlp, got {args.reparam!r}")
+        raise UserError(f"--reparam must be embedding or mlp, got {args.reparam!r}")
     if args.head not in ("linear", "pooler", "verbalizer"):
-        raise ValueError(f"--head must be linear, pooler or verbalizer, got {args.head!r}")
+        raise UserError(f"--head must be linear, pooler or verbalizer, got {args.head!r}")
     if args.attention not in ("sdpa", "explicit"):
-        raise ValueError(f"--attention must be sdpa or explicit, got {args.attention!r}")
+        raise UserError(f"--attention must be sdpa or explicit, got {args.attention!r}")
     if args.num_classes < 1:
-        raise ValueError(f"--num-classes must be >= 1, got {args.num_classes}")
+        raise UserError(f"--num-classes must be >= 1, got {args.num_classes}")
 
 
 def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
@@ -884,6 +892,7 @@ def format_plan(p: Plan) -> str:
         f"  {a.nodes} node(s) × {a.gpus_per_node} GPUs = {p.world_size}, {a.gpu_mem} "
         f"({gib(p.budget):.2f} GiB) per GPU; micro-batch {a.micro_batch}, seq {a.seq_len}, "
         f"prefix {a.prefix_len}, checkpointing {'on' if a.gradient_checkpointing else 'off'}",
+        checkpointing_line(a.gradient_checkpointing),
         "",
         "numbers used:",
     ]
@@ -926,9 +935,19 @@ def format_plan(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def checkpointing_line(on: bool) -> str:
+    """States which activation-memory assumption the plan makes and how to change it."""
+    if on:
+        return ("  activation checkpointing: ON (assumed because --gradient-checkpointing is "
+                "set; train with --gradient-checkpointing too, or the activations are larger)")
+    return ("  activation checkpointing: OFF (as `ptv2 train` runs by default); "
+            "--gradient-checkpointing turns it on for both plan and train")
+
+
 def run(args: PlanArgs) -> int:
     """Print the plan. Exit code: 0 when it fits (EXIT_FITS), 1 when it does not
-    (EXIT_DOES_NOT_FIT); bad options raise ValueError (the CLI turns that into exit code 2)."""
+    (EXIT_DOES_NOT_FIT); bad options raise UserError, a ValueError (the CLI turns that into exit
+    code 2)."""
     p = plan(args)
     print(format_plan(p))
     return EXIT_FITS if p.fits else EXIT_DOES_NOT_FIT

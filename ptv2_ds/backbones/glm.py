@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from ..prompts import Prefix, PrefixShape
 from .base import Backbone, zero3
 from .layout import pad_features, render_cloze
@@ -73,7 +74,7 @@ class GLMBackbone(Backbone):
         preset = model if model in PRESETS else None
         path = model_path or (None if preset else model)
         if path is None:
-            raise ValueError(f"--model {model} needs --model-path DIR with the weights (THUDM's "
+            raise UserError(f"--model {model} needs --model-path DIR with the weights (THUDM's "
                              "release directory or the hub layout); see docs/glm.md")
         self.name_or_path = path
         if zero3(ds_config):
@@ -96,8 +97,10 @@ class GLMBackbone(Backbone):
         self.prefix_shape = PrefixShape(c.num_layers, c.num_attention_heads, c.head_dim)
         self.max_positions = c.max_position_embeddings
         if len(self.tokenizer) > c.vocab_size:
-            raise ValueError(f"{path}: tokenizer has {len(self.tokenizer)} tokens but the model "
-                             f"only {c.vocab_size} embedding rows (wrong preset or tokenizer?)")
+            raise UserError(f"{path}: tokenizer has {len(self.tokenizer)} tokens but the model "
+                            f"only {c.vocab_size} embedding rows: the preset, config.json "
+                            "'tokenizer' or the tokenizer files in the directory do not belong "
+                            "to these weights")
 
     # ---- inputs -------------------------------------------------------------------------
     def encode(self, ids_a, ids_b, max_len, cloze_template=None):

@@ -11,6 +11,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..prompts import Prefix, PrefixShape
 from .attention import register_prefix_attention
 from .base import Backbone, zero3
@@ -42,9 +43,17 @@ class HFEncoder(Backbone):
         from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
         self.name_or_path = name_or_path
-        config = AutoConfig.from_pretrained(name_or_path)
+        try:
+            config = AutoConfig.from_pretrained(name_or_path)
+        except (OSError, ValueError) as e:  # no such directory/hub name, offline, no model_type
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(
+                f"--model {name_or_path}: cannot load a model config ({first}); pass a local "
+                "directory holding config.json, tokenizer files and weights, a GLM preset with "
+                "--model-path, or a hub name that is cached (HF_HUB_OFFLINE=1 reads only the "
+                "cache)") from None
         if config.model_type not in SUPPORTED_TYPES:
-            raise ValueError(
+            raise UserError(
                 f"{name_or_path}: model type {config.model_type!r} is not supported by the "
                 f"Hugging Face adapter (supported: {', '.join(SUPPORTED_TYPES)}; GLM models "
                 "use --model glm-...)")
@@ -80,7 +89,7 @@ class HFEncoder(Backbone):
             head_name = "cls" if hasattr(full, "cls") else "lm_head"
             head_missing = [k for k in missing if k.startswith(head_name + ".")]
             if head_missing:
-                raise ValueError(
+                raise UserError(
                     f"{name_or_path}: --head verbalizer needs the checkpoint's masked-LM head, "
                     f"but these weights are missing: {', '.join(head_missing)} (a "
                     "sentence-embedding checkpoint has none); use --head linear or a checkpoint "

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
+
 MASK_SLOT = "{mask}"
 
 
@@ -12,7 +14,8 @@ def truncate_pair(ids_a: list[int], ids_b: list[int] | None, budget: int
     ids_a = list(ids_a)
     ids_b = None if ids_b is None else list(ids_b)
     if budget < 0:
-        raise ValueError("max sequence length leaves no room for the text")
+        raise UserError("max sequence length leaves no room for the text (special tokens "
+                        "and template words take it all); raise --max-seq-len")
     while len(ids_a) + (len(ids_b) if ids_b else 0) > budget:
         if ids_b and len(ids_b) >= len(ids_a):  # ties trim b, as transformers does
             ids_b.pop()
@@ -29,7 +32,8 @@ def _truncate_repeated(ids_a: list[int], ids_b: list[int] | None, copies_a: int,
     ids_a = list(ids_a)
     ids_b = None if ids_b is None else list(ids_b)
     if budget < 0:
-        raise ValueError("max sequence length leaves no room for the text")
+        raise UserError("max sequence length leaves no room for the text (special tokens "
+                        "and template words take it all); raise --max-seq-len")
     b_len = len(ids_b) if ids_b else 0
     while copies_a * len(ids_a) + copies_b * b_len > budget:
         trim_b = copies_b and b_len and (not copies_a or b_len >= len(ids_a))
@@ -52,7 +56,8 @@ def split_template(template: str) -> list[str]:
         parts.append(slot)
         rest = rest[pos + len(slot):]
     if parts.count(MASK_SLOT) != 1:
-        raise ValueError(f"cloze template {template!r} must contain {MASK_SLOT} exactly once")
+        raise UserError(f"cloze template {template!r} must contain {MASK_SLOT} exactly once "
+                        "(--template)")
     return [p for p in parts if p.strip()]
 
 
@@ -65,7 +70,8 @@ def render_cloze(template: str, ids_a: list[int], ids_b: list[int] | None, mask_
     """
     parts = split_template(template)
     if "{b}" in parts and ids_b is None:
-        raise ValueError(f"cloze template {template!r} needs a second text but the task has one")
+        raise UserError(f"cloze template {template!r} has a {{b}} slot but the task has only "
+                        "one text; use {a} and {mask} only (--template)")
     # literal pieces keep their leading space: BPE vocabularies (RoBERTa, GLM) encode " ?"
     # differently from "?"; WordPiece ignores it
     literal = {p: encode_text(p.rstrip()) for p in parts if p not in ("{a}", "{b}", MASK_SLOT)}
@@ -124,7 +130,10 @@ class SpecialTokenLayout:
                 inside = True
                 seg_types.append(typ)
         if len(seg_types) != (2 if pair else 1):
-            raise ValueError(f"could not read the special-token layout of {type(tokenizer).__name__}")
+            raise UserError(f"could not read the special-token layout of "
+                            f"{type(tokenizer).__name__}: its tokenizer does not put special "
+                            "tokens around one or two segments as BERT/RoBERTa do; use a "
+                            "supported --model")
         while len(regions) < len(seg_types) + 1:
             regions.append([])
             region_types.append([])

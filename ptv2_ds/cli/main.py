@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 
 from .. import config as cfg
 from ..planner import PlanArgs
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     # comes from the LOCAL_RANK environment variable, which is what the trainer reads
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)
+    parser.add_argument("--debug", action="store_true",
+                        help="also print the traceback of a bad-input error (exit 2)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cls, text in [
         ("train", cfg.TrainArgs, "train a task with ptv2, prompt or finetune"),
@@ -45,22 +48,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 2 bad input (a message naming the file/line/option, no traceback;
+    ``--debug`` adds it); 1 out of memory (what to lower) or a real failure (its traceback);
+    train also 3 (diverged) and 75 (preempted)."""
+    from ..errors import USER_ERRORS, is_out_of_memory, out_of_memory_message
+    from ..trainer.distributed import shutdown
+
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command is None:
         parser.print_help()
         return 2
+    crashed = False  # an unexpected failure on one rank: peers may never reach a barrier
     try:
         return COMMANDS[ns.command](cfg.build(ns.args_class, ns))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # user-facing failures (bad data, bad flags, missing files): a message, not a traceback
+    except USER_ERRORS as e:
+        # bad input the code detected on purpose: the message says what to change
+        if ns.debug:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:
         if not isinstance(e.code, str):
             raise
+        if ns.debug:
+            traceback.print_exc()
         print(e.code, file=sys.stderr)  # a message that already names the file/option
         return 2
+    except Exception as e:
+        crashed = True
+        if not is_out_of_memory(e):
+            raise  # a real failure keeps its traceback (exit 1)
+        if ns.debug:
+            traceback.print_exc()
+        print(out_of_memory_message(e), file=sys.stderr)
+        return 1
+    finally:
+        shutdown(barrier=not crashed)  # orderly end of the process group on every path
 
 
 def cmd_train(args: cfg.TrainArgs) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import UserError
 from .sequence import LinearHead, PoolerHead, VerbalizerHead, verbalizer_token_ids
 from .token import SpanHead, TokenHead
 
@@ -25,14 +26,14 @@ def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
                           pretrained=getattr(backbone, "pretrained_pooler", None))
     if kind == "verbalizer":
         if not verbalizer or len(verbalizer) != num_outputs:
-            raise ValueError(f"--verbalizer needs {num_outputs} comma-separated label words "
-                             f"(one per class), got {verbalizer}")
+            raise UserError(f"--verbalizer needs {num_outputs} comma-separated label words "
+                            f"(one per class), got {verbalizer}")
         return VerbalizerHead(verbalizer_token_ids(backbone, verbalizer))
     if kind == "token":
         return TokenHead(hidden_size, num_outputs, dropout)
     if kind == "span":
         return SpanHead(hidden_size)
-    raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
+    raise UserError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
 
 
 __all__ = ["HEADS", "LinearHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",

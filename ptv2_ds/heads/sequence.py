@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 class LinearHead(nn.Module):
     def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
@@ -70,12 +72,14 @@ def verbalizer_token_ids(backbone, words: list[str]) -> list[int]:
         candidates = [backbone.encode_text(word), backbone.encode_text(" " + word.strip())]
         single = [c for c in candidates if len(c) == 1]
         if not single:
-            raise ValueError(
+            raise UserError(
                 f"verbalizer word {word!r} is {len(candidates[0])} tokens for "
-                f"{backbone.name_or_path}; each label word must be a single token")
+                f"{backbone.name_or_path}; each label word must be a single token: pick "
+                "another word with --verbalizer w1,w2,... (one per class, in label order)")
         ids.append(single[-1][0])
     if len(set(ids)) != len(ids):
-        raise ValueError(f"verbalizer words {words} map to repeated token ids {ids}")
+        raise UserError(f"verbalizer words {words} map to repeated token ids {ids}; give "
+                      "each class a different word (--verbalizer)")
     return ids
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 Prefix = list  # list[tuple[Tensor, Tensor] | None], one entry per backbone layer
 
 
@@ -50,9 +52,9 @@ class DeepPrompt(nn.Module):
                  reparam: str = "embedding", prefix_hidden: int = 512, dropout: float = 0.1):
         super().__init__()
         if prefix_len < 0:
-            raise ValueError(f"prefix length must be >= 0, got {prefix_len}")
+            raise UserError(f"--prefix-len must be >= 0, got {prefix_len}")
         if reparam not in ("embedding", "mlp"):
-            raise ValueError(f"reparam must be 'embedding' or 'mlp', got {reparam!r}")
+            raise UserError(f"--reparam must be 'embedding' or 'mlp', got {reparam!r}")
         self.shape = shape
         self.prefix_len = prefix_len
         self.layers = tuple(layers)

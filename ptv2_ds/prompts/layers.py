@@ -1,6 +1,8 @@
 """Which transformer layers get a deep prompt (paper Fig. 4, "prompt depth")."""
 from __future__ import annotations
 
+from ..errors import UserError
+
 
 def parse_prefix_layers(spec: str | int | list | tuple, num_layers: int) -> tuple[int, ...]:
     """Turn a layer selection into sorted, 0-based layer indices.
@@ -23,7 +25,7 @@ def parse_prefix_layers(spec: str | int | list | tuple, num_layers: int) -> tupl
         if spec.startswith(word + ":"):
             count = _int(spec[len(word) + 1:], spec)
             if not 1 <= count <= num_layers:
-                raise ValueError(
+                raise UserError(
                     f"prefix layers {spec!r}: count must be in 1..{num_layers} for this backbone")
             start = num_layers - count if word == "last" else 0
             return tuple(range(start, start + count))
@@ -31,18 +33,18 @@ def parse_prefix_layers(spec: str | int | list | tuple, num_layers: int) -> tupl
     for part in spec.split(","):
         part = part.strip()
         if not part:
-            raise ValueError(f"prefix layers {spec!r}: empty item")
+            raise UserError(f"prefix layers {spec!r}: empty item (--prefix-layers)")
         if "-" in part:
             lo_text, hi_text = part.split("-", 1)
             lo, hi = _int(lo_text, spec), _int(hi_text, spec)
             if lo > hi:
-                raise ValueError(f"prefix layers {spec!r}: range {part!r} runs backwards")
+                raise UserError(f"prefix layers {spec!r}: range {part!r} runs backwards")
             layers.update(range(lo, hi + 1))
         else:
             layers.add(_int(part, spec))
     bad = sorted(i for i in layers if not 0 <= i < num_layers)
     if bad:
-        raise ValueError(
+        raise UserError(
             f"prefix layers {spec!r}: layer(s) {bad} out of range; this backbone has "
             f"{num_layers} layers numbered 0..{num_layers - 1} (for the paper's 'layers 17-24 "
             f"of 24' write '16-23' or 'last:8')")
@@ -53,6 +55,6 @@ def _int(text: str, spec: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(
+        raise UserError(
             f"prefix layers {spec!r}: {text.strip()!r} is not a layer number "
             "(use 'all', '16-23', '0,5,11', 'last:8' or 'first:4')") from None

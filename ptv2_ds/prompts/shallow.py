@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import UserError
+
 
 class InputPrompt(nn.Module):
     """Produces [B, P, H] prompt embeddings that the backbone prepends to the token embeddings."""
@@ -18,9 +20,9 @@ class InputPrompt(nn.Module):
     def __init__(self, hidden_size: int, prompt_len: int, encoder: str = "none"):
         super().__init__()
         if prompt_len < 1:
-            raise ValueError(f"prompt length must be >= 1 for --method prompt, got {prompt_len}")
+            raise UserError(f"--prefix-len must be >= 1 for --method prompt, got {prompt_len}")
         if encoder not in ("none", "mlp", "lstm"):
-            raise ValueError(f"prompt encoder must be none, mlp or lstm, got {encoder!r}")
+            raise UserError(f"--prompt-encoder must be none, mlp or lstm, got {encoder!r}")
         self.hidden_size = hidden_size
         self.prompt_len = prompt_len
         self.encoder = encoder

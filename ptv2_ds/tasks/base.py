@@ -36,6 +36,7 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UserError
 from .readers import DataFormatError
 
 
@@ -102,8 +103,8 @@ class Task:
     def head_kind(self, requested: str) -> str:
         """The head (see ``ptv2_ds.heads``) that ``--head requested`` means for this task."""
         if requested not in self.heads:
-            raise ValueError(f"--head {requested} does not apply to task {self.name} "
-                             f"({self.family}); choose {', '.join(self.heads)}")
+            raise UserError(f"--head {requested} does not apply to task {self.name} "
+                            f"({self.family}); choose {', '.join(self.heads)}")
         return self.heads[requested]
 
     def options(self) -> dict:
@@ -165,7 +166,7 @@ def build_task(name: str, **options) -> Task:
     """The task called ``name`` with run options (e.g. ``head``, ``template``, ``labels``,
     ``doc_stride``); options a family does not use are ignored by it."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+        raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     return TASKS[name](**options)
 
 
@@ -216,8 +217,9 @@ def carve_dev(task: Task, rows: list, dev_fraction: float, seed: int, source: st
         dev += groups[key]
         taken += 1
     if taken >= len(order):
-        raise ValueError(f"{source}: too few rows ({len(rows)}) or groups ({len(order)}) to "
-                         "carve a dev split; pass --validation-file")
+        raise UserError(f"{source}: too few rows ({len(rows)}) or groups ({len(order)}) to "
+                        "carve a dev split; pass --validation-file (or raise --dev-fraction "
+                        "below 1 and add rows)")
     train = [row for key in order[taken:] for row in groups[key]]
     return dev, train
 

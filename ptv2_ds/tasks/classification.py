@@ -14,6 +14,7 @@ import numpy as np
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..metrics import classification_metrics
 from .base import BadRows, Encoded, Task, register, write_jsonl
 from .readers import DataFormatError, read_jsonl, read_tsv
@@ -79,6 +80,13 @@ class ClassificationTask(Task):
         self.file_format = "GLUE TSV" if spec.file_format == "tsv" else "SuperGLUE JSONL"
         self.head = head
         self.template = (template or spec.cloze_template) if head == "verbalizer" else None
+        if self.template is not None:  # checked here, before any model is loaded
+            from ..backbones.layout import split_template
+
+            if "{b}" in split_template(self.template) and spec.fields[1] is None:
+                raise UserError(f"cloze template {self.template!r} has a {{b}} slot but task "
+                                f"{name} has only one text; use {{a}} and {{mask}} only "
+                                "(--template)")
         if isinstance(verbalizer, str):
             verbalizer = [w.strip() for w in verbalizer.split(",")]
         self.verbalizer = list(verbalizer) if verbalizer else None
@@ -141,7 +149,7 @@ class ClassificationTask(Task):
         try:
             data = datasets.load_dataset(*self.hub, split=split)
         except Exception as e:  # network, missing cache, renamed data set ...
-            raise RuntimeError(
+            raise UserError(
                 f"could not load {'/'.join(self.hub)} split {split!r} from the Hugging Face hub "
                 f"({type(e).__name__}: {e}); offline, pass --train-file/--validation-file with "
                 f"local {self.file_format} files instead") from None

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError):
     """A malformed data file; the message names the file and line."""
 
 

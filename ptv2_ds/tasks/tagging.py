@@ -65,6 +65,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..metrics.spans import ner_scores, srl_scores
 from .base import BadRows, Encoded, Task, register
 from .readers import DataFormatError, read_lines
@@ -313,14 +314,14 @@ class TaggingTask(Task):
 
     def read_hub(self, split: str) -> list:
         if self.hub is None:
-            raise ValueError(f"task {self.name} has no Hugging Face hub data set; pass "
-                             f"--train-file/--validation-file with {self.file_format} files")
+            raise UserError(f"task {self.name} has no Hugging Face hub data set; pass "
+                            f"--train-file/--validation-file with {self.file_format} files")
         import datasets
 
         try:
             data = datasets.load_dataset(*self.hub, split=split)
         except Exception as e:  # network, missing cache, renamed data set ...
-            raise RuntimeError(
+            raise UserError(
                 f"could not load {'/'.join(self.hub)} split {split!r} from the Hugging Face "
                 f"hub ({type(e).__name__}: {e}); offline, pass --train-file/--validation-file "
                 f"with local {self.file_format} files instead") from None
@@ -331,8 +332,10 @@ class TaggingTask(Task):
             tags = [names[i] for i in row["ner_tags"]]
             for tag in tags:
                 if tag not in self._index:
-                    raise ValueError(f"{'/'.join(self.hub)}: tag {tag!r} is not one of the "
-                                     f"{self.name} tags {_format_labels(self.labels)}")
+                    raise UserError(f"{'/'.join(self.hub)}: tag {tag!r} is not one of the "
+                                    f"{self.name} tags {_format_labels(self.labels)}; the "
+                                    "cached hub data set differs from the published one: pass "
+                                    "local files with --train-file/--validation-file")
             out.append(TaggedSentence(list(row["tokens"]), tags))
         return out
 
@@ -360,8 +363,8 @@ class TaggingTask(Task):
                 ids_b = ids_b[:max(1, (max_len - specials) // 2)]
             budget = max_len - specials - (len(ids_b) if pair else 0)
             if budget < 1:
-                raise ValueError(f"max sequence length {max_len} leaves no room for words "
-                                 f"({specials} special tokens)")
+                raise UserError(f"max sequence length {max_len} leaves no room for words "
+                                f"({specials} special tokens); raise --max-seq-len")
             pieces = [p[:budget] for p in pieces]
             windows = plan_windows([len(p) for p in pieces], budget)
             windowed += len(windows) > 1
@@ -463,8 +466,8 @@ class SrlTask(TaggingTask):
         return tuple(example.words)   # a sentence's predicates stay on one side of a split
 
     def read_hub(self, split: str) -> list:
-        raise ValueError(f"task {self.name} has no Hugging Face hub data set; pass "
-                         f"--train-file/--validation-file with {self.file_format}")
+        raise UserError(f"task {self.name} has no Hugging Face hub data set; pass "
+                        f"--train-file/--validation-file with {self.file_format}")
 
     def read_file(self, path, *, require_labels: bool = True, skip_bad_rows: bool = False):
         bad = BadRows(skip_bad_rows)
@@ -529,9 +532,10 @@ def _check_labels(name: str, labels) -> tuple[str, ...]:
     if not labels:
         return ()
     if isinstance(labels, str) or not all(isinstance(t, str) and t for t in labels):
-        raise ValueError(f"task {name}: labels must be a list of tag strings")
+        raise UserError(f"task {name}: labels must be a list of tag strings (the artifact's "
+                        "task_options.labels)")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"task {name}: duplicate labels in {list(labels)}")
+        raise UserError(f"task {name}: duplicate labels in {list(labels)}")
     return tuple(labels)
 
 
@@ -557,9 +561,10 @@ def tagging(labels=None, token_column=0, tag_column=-1, num_columns=None, **_) -
     token_column = 0 if token_column is None else int(token_column)
     tag_column = -1 if tag_column is None else int(tag_column)
     if token_column < 0:
-        raise ValueError("token_column counts from 0")
+        raise UserError(f"--token-column counts from 0, got {token_column}")
     if token_column == tag_column:
-        raise ValueError("token_column and tag_column name the same column")
+        raise UserError(f"--token-column and --tag-column name the same column "
+                        f"({token_column})")
     return TaggingTask("tagging", ColumnFormat(token_column, tag_column,
                                                layout=f"token in column {token_column + 1}, "
                                                       f"tag in column {_column_name(tag_column)}"),

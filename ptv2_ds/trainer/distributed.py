@@ -1,8 +1,12 @@
-"""Process-group set-up that works for one plain process and under the DeepSpeed launcher."""
+"""Process-group set-up and tear-down that work for one plain process and under the DeepSpeed
+launcher."""
 from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
+
+SHUTDOWN_BARRIER_TIMEOUT_S = 120.0
 
 
 def ensure_dist_env() -> None:
@@ -33,3 +37,83 @@ def world_size() -> int:
 
 def is_main() -> bool:
     return rank() == 0
+
+
+def shutdown(barrier: bool = True, timeout_s: float = SHUTDOWN_BARRIER_TIMEOUT_S) -> bool:
+    """End the process group in order; idempotent and never raises. Returns True when a
+    process group was destroyed.
+
+    Why: without it, the ranks reach interpreter finalisation with gloo's worker and socket
+    threads alive and connected. A rank that exits first closes its sockets (rank 0 also
+    the TCP store) while a peer still finalises; any gloo thread that then finishes a work item
+    or handles the closed connection and has to release tensors that reference Python objects
+    needs the GIL of a finalising interpreter, and the thread is torn down mid-C++ ("terminate
+    called without an active exception", SIGABRT): the launcher reports a failure for a run
+    that succeeded, and only sometimes.
+
+    ``barrier=True`` (every rank reaches this point: success, preemption, divergence, a
+    refused resume): first a barrier on every process group this rank belongs to (the world
+    and DeepSpeed's clones), in creation order, each at most ``timeout_s``; a gloo barrier
+    also waits for the work queued before it, so no collective is in flight and no rank
+    leaves while a peer still talks to it. Then ``destroy_process_group()`` and a garbage
+    collection, so what can be freed is freed while the interpreter is whole. Pass
+    ``barrier=False`` where the peers may not arrive (an unexpected exception on one rank).
+    If a barrier fails or times out, a peer is gone or stuck; destroying the groups would
+    wait for its pending work, so they are left to process exit."""
+    try:
+        import torch.distributed as tdist
+
+        if not (tdist.is_available() and tdist.is_initialized()):
+            return False
+        if barrier and tdist.get_world_size() > 1:
+            for group in _groups(tdist):
+                if not _barrier(tdist, group, timeout_s):
+                    return False
+        _destroy(tdist)
+    except Exception:  # noqa: BLE001 - tear-down must never mask the real exit status
+        return False
+    try:
+        import gc
+
+        gc.collect()
+    except Exception:  # noqa: BLE001
+        pass
+    return True
+
+
+def _destroy(tdist) -> None:
+    """Destroy every process group. Through ``deepspeed.comm`` when DeepSpeed set up the
+    backend: it also drops the groups DeepSpeed caches (``deepspeed.utils.groups``), which
+    would otherwise keep the destroyed groups' threads alive and hand a stale group to the
+    next ``deepspeed.initialize`` in this process."""
+    import sys
+
+    comm = sys.modules.get("deepspeed.comm.comm")
+    if comm is not None and getattr(comm, "cdb", None) is not None:
+        try:
+            comm.destroy_process_group()
+        except Exception:  # noqa: BLE001 - fall back to torch's own tear-down
+            pass
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def _groups(tdist) -> list:
+    """Every process group of this rank, oldest first (the same order on every rank)."""
+    try:
+        from torch.distributed.distributed_c10d import _world
+
+        names = dict(_world.pg_names)
+        return sorted(names, key=lambda g: (0, int(names[g])) if str(names[g]).isdigit()
+                      else (1, str(names[g])))
+    except Exception:  # noqa: BLE001 - private API moved: the world group alone
+        return [None]
+
+
+def _barrier(tdist, group, timeout_s: float) -> bool:
+    try:
+        work = tdist.barrier(group=group, async_op=True)
+        done = work.wait(timeout=timedelta(seconds=timeout_s))
+        return done is None or bool(done)
+    except Exception:  # noqa: BLE001 - a timeout or a peer that went away
+        return False

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import UserError
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -55,7 +57,7 @@ def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_siz
     c = json.loads(json.dumps(config))
     precision = resolve_precision(c, precision)
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise UserError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     auto = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": grad_accum,
@@ -67,7 +69,7 @@ def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_siz
             c[key] = value
     expected = c["train_micro_batch_size_per_gpu"] * c["gradient_accumulation_steps"] * world_size
     if c["train_batch_size"] != expected:
-        raise ValueError(f"DeepSpeed config: train_batch_size {c['train_batch_size']} != micro "
+        raise UserError(f"DeepSpeed config: train_batch_size {c['train_batch_size']} != micro "
                          f"batch x accumulation x world size = {expected}")
     for name in ("fp16", "bf16"):
         section = c.setdefault(name, {})
@@ -81,7 +83,7 @@ def fill_ds_config(config: dict, *, micro_batch: int, grad_accum: int, world_siz
             params["weight_decay"] = weight_decay
     if quantize_frozen:
         if zero_stage(c) != 3:
-            raise ValueError("--quantize-frozen needs a ZeRO stage 3 DeepSpeed config")
+            raise UserError("--quantize-frozen needs a ZeRO stage 3 DeepSpeed config")
         c["zero_optimization"]["zero_quantized_nontrainable_weights"] = True
     tb = c.get("tensorboard")
     if tb is not None:

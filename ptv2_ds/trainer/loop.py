@@ -85,6 +85,11 @@ def train(args: TrainArgs) -> dict:
                                weight_decay=args.weight_decay, precision=precision,
                                tb_dir=str(out / "tb"), quantize_frozen=args.quantize_frozen)
     stage = zero_stage(ds_config)
+    # what a checkpoint must share with this run to be resumed (checked before the model is
+    # built, so a mismatch costs seconds)
+    run_config = checkpointing.make_run_config(args, world_size=world, zero_stage=stage, lr=lr,
+                                               precision=precision)
+    checkpointing.check_resume(out / CHECKPOINTS, args.resume, run_config)
 
     # ---- model and task data --------------------------------------------------------------
     model = build_model(args, task, ds_config=ds_config)
@@ -121,7 +126,8 @@ def train(args: TrainArgs) -> dict:
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None,
              "history": []}
-    resumed_from = checkpointing.resume(engine, out / CHECKPOINTS, args.resume, state)
+    resumed_from = checkpointing.resume(engine, out / CHECKPOINTS, args.resume, state,
+                                        run_config)
     log = RunLog(out, state["step"] if resumed_from else None)
     log.scalars({"params/trainable": counts["trainable_params"],
                  "params/backbone": counts["backbone_params"],
@@ -156,7 +162,7 @@ def train(args: TrainArgs) -> dict:
         return metrics
 
     def checkpoint() -> None:
-        checkpointing.save(engine, out / CHECKPOINTS, state, args.save_total_limit)
+        checkpointing.save(engine, out / CHECKPOINTS, state, args.save_total_limit, run_config)
 
     # ---- the loop ------------------------------------------------------------------------
     engine.train()

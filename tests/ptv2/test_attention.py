@@ -64,7 +64,8 @@ def test_all_masked_prefix_equals_no_prefix(encoder):
     prompt = DeepPrompt(encoder.prefix_shape, prefix_len=6, layers=(0, 1, 2)).eval()
     base = encoder(batch)
     hidden = encoder(batch, prefix=prompt(2), prefix_mask=torch.zeros(2, 6))
-    assert torch.equal(hidden, base) or torch.allclose(hidden, base, atol=1e-6, rtol=0)
+    # equal up to float rounding: the softmax sums run over P + S columns instead of S
+    assert torch.equal(hidden, base) or torch.allclose(hidden, base, atol=1e-5, rtol=0)
     # and a visible prefix does change the output
     assert not torch.allclose(encoder(batch, prefix=prompt(2)), base, atol=1e-4)
 

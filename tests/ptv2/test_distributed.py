@@ -1,12 +1,16 @@
 """Two real ZeRO-3 ranks on CPU through the DeepSpeed launcher (DS_ACCELERATOR=cpu, gloo).
 
 One module-scoped uninterrupted run per backbone is the reference; the preemption tests kill
-and resume the same command and compare the per-step losses in OUT/train_log.jsonl.
+and resume the same command and compare the per-step losses in OUT/train_log.jsonl. The
+exact-resume tests with dropout on (model, prefix and head) also cover ZeRO-2, where DeepSpeed
+writes one model-states file for all ranks (each rank's RNG has its own file). The last tests
+start two plain processes to check the process-group tear-down.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,3 +182,127 @@ def test_two_rank_zero3_bert_trains(tiny_bert_dir, rte_data, tmp_path):
             <= 0.01 * report["backbone_params"]
     meta = json.loads((out / "artifact" / "ptv2_artifact.json").read_text())
     assert meta["backbone"]["kind"] == "hf"
+
+
+# ---- exact resume with dropout on, ZeRO-2 and ZeRO-3 -------------------------------------------
+
+@pytest.fixture(scope="module")
+def dropout_bert_dir(tmp_path_factory) -> str:
+    """The tiny BERT of tests/conftest.py with hidden and attention dropout 0.1."""
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    from tests.conftest import TINY, minilm_dir
+
+    out = tmp_path_factory.mktemp("tiny_bert_dropout")
+    tok = BertTokenizerFast.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.vocab_size, **{**TINY, "hidden_dropout_prob": 0.1,
+                                                      "attention_probs_dropout_prob": 0.1})
+    BertForMaskedLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+def ds_config_for(stage: int, directory: Path) -> str:
+    if stage == 3:
+        return str(REPO / "ds_configs" / "cpu_zero3.json")
+    config = json.loads((REPO / "ds_configs" / "cpu.json").read_text())
+    config["zero_optimization"] = {"stage": stage}
+    path = directory / f"cpu_zero{stage}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("stage", [2, 3], ids=["zero2", "zero3"])
+def test_exact_resume_with_dropout_on(stage, dropout_bert_dir, rte_data, tmp_path):
+    """Dropout draws from each rank's own RNG: a resumed run matches the uninterrupted one
+    only if every rank gets its own RNG state back (below ZeRO-3 DeepSpeed keeps the client
+    state of rank 0 alone)."""
+    extra = ["--deepspeed", ds_config_for(stage, tmp_path), "--prefix-dropout", "0.1",
+             "--head-dropout", "0.1", "--max-steps", "8", "--eval-every", "4"]
+    reference = tmp_path / "reference"
+    run(command(dropout_bert_dir, rte_data, reference, 2, *extra))
+    out = tmp_path / "run"
+    cmd = command(dropout_bert_dir, rte_data, out, 2, *extra)
+    assert interrupt_after(cmd, out, 3, signal.SIGTERM) == 75
+    interrupted_at = max(losses(out))
+    assert interrupted_at < 8, "the run finished before it could be interrupted"
+    tag = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    rng = [torch.load(tag / f"rng_rank{r}.pt", weights_only=True)["torch"] for r in (0, 1)]
+    assert not torch.equal(rng[0], rng[1])  # the ranks' streams differ: the test can tell
+    run(cmd)
+    resumed, expected = losses(out), losses(reference)
+    assert sorted(resumed) == list(range(1, 9))
+    for step in range(1, 9):
+        assert resumed[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-7), step
+
+
+def test_rerun_with_a_different_lr_is_refused(glm_reference, tiny_glm_dir, rte_data, tmp_path):
+    """A finished run's directory, rerun with another --lr: exit 2 with what differs, and
+    nothing trained or overwritten."""
+    out = tmp_path / "finished"
+    shutil.copytree(glm_reference, out)
+    before = (out / "metrics.json").read_text()
+    done = run(command(tiny_glm_dir, rte_data, out, 2, "--lr", "1e-2"), check=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    text = done.stdout + done.stderr
+    assert "error: cannot resume from" in text
+    assert "--lr 0.005 (checkpoint) vs 0.01 (now)" in text
+    assert "--resume none" in text
+    assert (out / "metrics.json").read_text() == before
+    assert losses(out) == losses(glm_reference)
+
+
+# ---- process-group tear-down -----------------------------------------------------------------
+
+SHUTDOWN_SCRIPT = """
+import os, sys, time, torch
+from ptv2_ds.trainer import distributed as d
+import deepspeed
+deepspeed.init_distributed()
+model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Dropout(0.1), torch.nn.Linear(16, 2))
+model[0].requires_grad_(False)
+params = [p for p in model.parameters() if p.requires_grad]
+engine, *_ = deepspeed.initialize(
+    model=model, model_parameters=params, optimizer=torch.optim.AdamW(params, lr=0.1),
+    config={"train_micro_batch_size_per_gpu": 2, "steps_per_print": 10 ** 9,
+            "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}})
+for _ in range(3):
+    loss = engine(torch.ones(2, 16)).sum()
+    engine.backward(loss)
+    engine.step()
+if sys.argv[1] == "peer-gone" and d.rank() == 1:
+    os._exit(0)  # leaves without the final barrier
+start = time.time()
+first = d.shutdown(timeout_s=float(sys.argv[2]))
+second = d.shutdown()
+print(f"RESULT rank={d.rank()} first={first} second={second} "
+      f"initialized={torch.distributed.is_initialized()} seconds={time.time() - start:.1f}",
+      flush=True)
+"""
+
+
+def run_two_ranks(tmp_path, *args) -> list[tuple[int, str]]:
+    script = tmp_path / "shutdown_script.py"
+    script.write_text(SHUTDOWN_SCRIPT)
+    port = str(free_port())
+    procs = [subprocess.Popen([sys.executable, str(script), *args], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env={**env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                                   "WORLD_SIZE": "2", "RANK": str(r), "LOCAL_RANK": str(r)})
+             for r in (0, 1)]
+    return [(p.wait(timeout=TIMEOUT), p.stdout.read()) for p in procs]
+
+
+def test_shutdown_ends_both_ranks_in_order(tmp_path):
+    for code, output in run_two_ranks(tmp_path, "both", "60"):
+        assert code == 0, output[-3000:]
+        assert "first=True second=False initialized=False" in output, output[-3000:]
+
+
+def test_shutdown_does_not_hang_when_a_peer_is_gone(tmp_path):
+    (code0, out0), (code1, _) = run_two_ranks(tmp_path, "peer-gone", "5")
+    assert code1 == 0
+    assert "RESULT rank=0 first=False second=False" in out0, out0[-3000:]
+    seconds = float(out0.split("seconds=")[1].split()[0])
+    assert seconds < 60, out0[-3000:]

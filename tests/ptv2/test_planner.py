@@ -189,11 +189,38 @@ def test_ds_config_overrides_the_live_parameter_cap(tmp_path):
 
 def test_activation_checkpointing_saves_memory():
     for method in ("ptv2", "finetune", "prompt"):
-        p = plan(glm10b(method=method))
+        p = plan(glm10b(method=method, gradient_checkpointing=True))
         assert p.activations_checkpointed < p.activations_full
         assert p.activations == p.activations_checkpointed
         assert plan(glm10b(method=method, gradient_checkpointing=False)).activations == \
                p.activations_full
+
+
+def test_plan_assumes_what_train_does_by_default(capsys):
+    """`ptv2 train` runs without activation checkpointing unless --gradient-checkpointing is
+    given; the plan must assume the same, and say so."""
+    import dataclasses as dc
+
+    from ptv2_ds.config import ModelArgs, TrainArgs
+
+    train_default = {f.name: f.default for f in dc.fields(TrainArgs)}["gradient_checkpointing"]
+    assert PlanArgs().gradient_checkpointing is train_default is False
+    assert planner.TRAIN_GRADIENT_CHECKPOINTING is ModelArgs.gradient_checkpointing
+    p = plan(glm10b())
+    assert p.activations == p.activations_full
+    planner.run(glm10b())
+    out = capsys.readouterr().out
+    assert "activation checkpointing: OFF (as `ptv2 train` runs by default)" in out
+    assert "--gradient-checkpointing turns it on" in out
+    planner.run(glm10b(gradient_checkpointing=True))
+    out = capsys.readouterr().out
+    assert "activation checkpointing: ON" in out and "train with --gradient-checkpointing" in out
+    # and the CLI flag default follows too
+    from ptv2_ds.config import add_arguments, build
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, PlanArgs)
+    assert build(PlanArgs, parser.parse_args([])).gradient_checkpointing is False
+    assert build(PlanArgs, parser.parse_args(["--gradient-checkpointing"])).gradient_checkpointing
 
 
 def test_layer_formula_reduces_to_korthikanti():
