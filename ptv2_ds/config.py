@@ -131,6 +131,8 @@ class EvalArgs:
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "evaluation batch size")
+    null_threshold: float | None = opt(None, "SQuAD 2.0: override the artifact's no-answer "
+                                             "threshold (e.g. with best_f1_thresh from eval)")
     device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
                                                                               "cuda"])
     precision: str = opt("auto", "auto: the run's training precision on a GPU, fp32 on the CPU",
@@ -152,6 +154,8 @@ class PredictArgs:
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
     batch_size: int = opt(64, "prediction batch size")
+    null_threshold: float | None = opt(None, "SQuAD 2.0: override the artifact's no-answer "
+                                             "threshold (e.g. with best_f1_thresh from eval)")
     device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
                                                                               "cuda"])
     precision: str = opt("auto", "auto: the run's training precision on a GPU, fp32 on the CPU",

@@ -12,14 +12,16 @@ from .errors import UserError
 from .tasks import Task, build_task
 
 
-def task_from_meta(meta: dict, name: str | None = None) -> Task:
+def task_from_meta(meta: dict, name: str | None = None, **overrides) -> Task:
     """The artifact's task (or ``name``, which must have the same labels), with the options it
-    was trained with. Artifacts written before task families existed hold the classification
-    options (head, template, verbalizer) at the top level."""
+    was trained with, except ``overrides`` that are not None (e.g. ``null_threshold``).
+    Artifacts written before task families existed hold the classification options (head,
+    template, verbalizer) at the top level."""
     options = meta.get("task_options")
     if options is None:
         options = {"head": meta["head"]["type"], "template": meta.get("template"),
                    "verbalizer": meta["head"].get("verbalizer")}
+    options = {**options, **{k: v for k, v in overrides.items() if v is not None}}
     task = build_task(name or meta["task"], **options)
     if list(task.labels) != meta["labels"]:
         raise SystemExit(f"error: task {task.name} has labels {list(task.labels)} but "

@@ -109,7 +109,7 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
 
     meta = read_meta(args.artifact)
     # the data is read and checked before the backbone is loaded: bad rows fail in seconds
-    task = task_from_meta(meta, args.task)
+    task = task_from_meta(meta, args.task, null_threshold=args.null_threshold)
     rows = task.read_file(data_file, require_labels=require_labels,
                           skip_bad_rows=args.skip_bad_rows)
     device, precision = inference_placement(args.device, args.precision, meta)

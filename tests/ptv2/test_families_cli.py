@@ -82,6 +82,14 @@ def test_eval_reproduces_best_and_predict_writes_the_family_format(
         ids = [q["id"] for a in dev["data"] for p in a["paragraphs"] for q in p["qas"]]
         assert list(answers) == ids and all(isinstance(v, str) for v in answers.values())
         assert list(json.loads((out / "test_predictions.json").read_text())) == ids
+        # --null-threshold overrides the artifact's ("" when null - best > threshold):
+        # never / always "no answer"
+        for threshold, has_ans, no_ans in (("1e9", None, 0.0), ("-1e9", 0.0, 100.0)):
+            assert main(["eval", "--artifact", str(out / "artifact"), "--data", data["dev"],
+                         f"--null-threshold={threshold}"]) == 0
+            scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+            assert scores["NoAns_exact"] == no_ans
+            assert has_ans is None or scores["HasAns_exact"] == has_ans
 
 
 @pytest.mark.parametrize("method,lr", [("ptv2", "5e-2"), ("prompt", "5e-2"),
