@@ -5,11 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/conll04_methods}
 DATA=${DATA:-../shared/data/conll04}
-EPOCHS=${EPOCHS:-20}
+EPOCHS=${EPOCHS:-20}          # ptv2 and prompt
+FT_EPOCHS=${FT_EPOCHS:-$EPOCHS}  # finetune
 PTV2=${PTV2:-.venv/bin/ptv2}
 export DS_ACCELERATOR=cpu HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 common=(--task conll04 --model minilm --train-file "$DATA/train.txt"
-        --validation-file "$DATA/dev.txt" --epochs "$EPOCHS" --batch-size 32 --resume none)
+        --validation-file "$DATA/dev.txt" --batch-size 32 --max-seq-len 128 --resume none)
 run() {  # name, flags...
   local name=$1; shift
   local t0=$SECONDS
@@ -22,6 +23,10 @@ print(f"{sys.argv[2]:10s} best dev f1 {m['best']['f1']:.4f} at step {m['best']['
 PY
 }
 mkdir -p "$OUT"
-run finetune --method finetune --lr 5e-5
-run prompt   --method prompt --prefix-len 16 --lr 1e-2
-run ptv2     --method ptv2 --prefix-len 64 --lr 2e-2
+for method in ${METHODS:-ptv2 finetune prompt}; do
+  case $method in
+    ptv2)     run ptv2     --method ptv2 --prefix-len 64 --lr 2e-2 --epochs "$EPOCHS" ;;
+    finetune) run finetune --method finetune --lr 5e-5 --epochs "$FT_EPOCHS" ;;
+    prompt)   run prompt   --method prompt --prefix-len 16 --lr 1e-2 --epochs "$EPOCHS" ;;
+  esac
+done
