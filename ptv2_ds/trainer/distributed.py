@@ -21,6 +21,27 @@ def ensure_dist_env() -> None:
     os.environ.setdefault("MASTER_PORT", str(free_port()))
 
 
+SHM_OP = "deepspeed_shm_comm"  # DeepSpeed's shared-memory collectives for CPU ranks
+
+
+def prepare_cpu_collectives() -> None:
+    """Call before ``deepspeed.init_distributed()``. On the CPU accelerator DeepSpeed JIT-compiles
+    a shared-memory collective op (about 25 s, once per environment path) even for a single
+    process, which has no collectives to speed up: mark it unavailable there. Several CPU ranks
+    do use it, so say what the wait is for."""
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        return
+    import deepspeed.ops
+
+    if world_size() == 1:
+        deepspeed.ops.__compatible_ops__[SHM_OP] = False
+    elif is_main():
+        print("[ptv2] loading DeepSpeed's shared-memory op for CPU ranks (compiled on the first "
+              "run in an environment, about 30 s; cached afterwards)", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

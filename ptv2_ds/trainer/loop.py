@@ -67,6 +67,7 @@ def train(args: TrainArgs) -> dict:
                          args.dev_fraction, args.seed, skip_bad_rows=args.skip_bad_rows)
     ds_file_config = load_ds_config(args.deepspeed)
     dist_env.ensure_dist_env()
+    dist_env.prepare_cpu_collectives()
     import deepspeed
 
     deepspeed.init_distributed()

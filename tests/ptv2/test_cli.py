@@ -227,3 +227,14 @@ def test_finetune_under_zero3_streams_the_whole_model_into_the_artifact(
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     best = json.loads((out / "metrics.json").read_text())["best"]
     assert printed["accuracy"] == pytest.approx(best["accuracy"])
+
+
+def test_one_process_on_cpu_builds_no_shared_memory_op(tmp_path, tiny_bert_dir, sst2_tiny,
+                                                         capsys):
+    """A single CPU process has no collectives to speed up: DeepSpeed's shm op (a ~25 s JIT
+    compile on a first run) must not be built."""
+    import deepspeed.ops
+    assert main(train_args(tiny_bert_dir, sst2_tiny, tmp_path / "one", "--max-steps", "1",
+                           "--eval-every", "1")) == 0
+    assert deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] is False
+    assert "deepspeed_shm_comm_op built" not in capsys.readouterr().out
