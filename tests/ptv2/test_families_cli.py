@@ -143,3 +143,35 @@ def test_token_families_run_on_roberta_and_glm(request, backbone, task_name):
     assert torch.isfinite(loss) and model.deep_prompt.table.grad.abs().sum() > 0
     predictions = task.decode(task.batch_results(model(batch), batch), encoded)
     assert len(predictions) == len(examples)
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tagging"
+
+
+@pytest.mark.parametrize("task,train_file,extra", [
+    ("conll03", "conll03_train.txt", []),
+    ("ontonotes", "ontonotes_sample.sd.conllx", []),
+    ("tagging", "tagging_train.txt", []),
+    ("conll05", "conll05_train.txt", []),
+    ("conll12", "conll05_train.txt", []),
+])
+def test_every_tagging_format_runs_the_cli_contract(tmp_path, tiny_bert_dir, capsys, task,
+                                                    train_file, extra):
+    """Each published format trains, writes an artifact whose eval reproduces the best f1, and
+    predicts one tag per word (the fixture serves as train and dev)."""
+    data = {"train": str(FIXTURES / train_file), "dev": str(FIXTURES / train_file)}
+    out = tmp_path / task
+    assert train(task, tiny_bert_dir, data, out, "--max-steps", "2", "--eval-every", "1",
+                 *extra) == 0
+    best = json.loads((out / "metrics.json").read_text())["best"]
+    capsys.readouterr()
+    assert main(["eval", "--artifact", str(out / "artifact"), "--data", data["dev"]]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["f1"] == best["f1"]
+    if task in ("conll05", "conll12"):
+        assert "f1_with_v" in printed
+    preds = tmp_path / "preds.jsonl"
+    assert main(["predict", "--artifact", str(out / "artifact"), "--input", data["dev"],
+                 "--output", str(preds)]) == 0
+    for row in map(json.loads, preds.read_text().splitlines()):
+        assert len(row["tags"]) == len(row["tokens"])
