@@ -29,8 +29,11 @@ def build_model(args, task: Task | None = None, *, num_outputs: int | None = Non
                              gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
                              allow_unsafe_pickle=getattr(args, "allow_unsafe_pickle", False),
                              ds_config=ds_config)
-    verbalizer = (task.verbalizer_words(backbone) if head == "verbalizer" and task is not None
-                  else None)
+    verbalizer = None
+    if head == "verbalizer":  # the task's words (or the user's); without a task, the user's
+        verbalizer = (task.verbalizer_words(backbone) if task is not None else
+                      [w.strip() for w in (getattr(args, "verbalizer", None) or "").split(",")
+                       if w.strip()])
     model = PromptedModel(backbone, prompt_settings(args),
                           num_outputs or task.num_outputs, head=head, verbalizer=verbalizer,
                           head_dropout=args.head_dropout)

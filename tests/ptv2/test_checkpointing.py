@@ -236,6 +236,19 @@ def test_incomplete_latest_falls_back_to_newest_complete(tmp_path):
 
 # ---- a real DeepSpeed engine (one rank) ------------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def keep_torch_functions():
+    """A ZeRO-3 engine replaces torch.nn.functional.linear process-wide (and never puts it
+    back); later tests in this process must see the original."""
+    import torch.nn.functional as F
+
+    saved = {name: getattr(F, name) for name in dir(F) if not name.startswith("__")}
+    yield
+    for name, value in saved.items():
+        if getattr(F, name) is not value:
+            setattr(F, name, value)
+
+
 @pytest.fixture(scope="module")
 def process_group():
     dist_env.ensure_dist_env()

@@ -222,11 +222,6 @@ def assert_bad_input(rc, err, expect):
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_file_is_a_file_line_message(case, tmp_path, tiny_bert_dir, capsys,
                                                no_backbone):
-    if case.task.startswith("squad"):
-        from ptv2_ds.tasks import TASKS
-
-        if case.task not in TASKS:
-            pytest.skip(f"task {case.task} is not registered yet (ptv2_ds/tasks/qa.py)")
     good, ext = GOOD[case.task]
     files = {role: write(tmp_path / f"{role}.{ext}", good) for role in ("train", "dev")}
     files[case.role] = write(tmp_path / f"bad.{ext}", case.content)

@@ -123,11 +123,11 @@ def test_ptv2_trainable_params_glm10b_equal_deep_prompt_and_head():
     ("bert", dict(method="prompt", prompt_encoder="lstm")),
     ("bert", dict(method="prompt", prompt_encoder="mlp")),
     ("bert", dict(method="finetune")),
-    ("bert", dict(method="ptv2", head="verbalizer")),
+    ("bert", dict(method="ptv2", head="verbalizer", verbalizer="bad,good")),
     ("roberta", dict(method="ptv2", head="pooler", num_classes=3)),
     ("roberta", dict(method="finetune", head="verbalizer", verbalizer="the,a")),
     ("glm", dict(method="ptv2")),
-    ("glm", dict(method="ptv2", head="verbalizer")),
+    ("glm", dict(method="ptv2", head="verbalizer", verbalizer=" Yes, No")),
     ("glm", dict(method="finetune")),
 ])
 def test_counts_equal_the_toolkits_parameter_counts(backbone, settings, tiny_bert_dir,
