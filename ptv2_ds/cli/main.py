@@ -103,8 +103,11 @@ def cmd_train(args: cfg.TrainArgs) -> int:
 
 
 def _artifact_and_data(args, data_file: str, require_labels: bool):
-    """(model, task, examples, encoded) for ``ptv2 eval`` / ``ptv2 predict``."""
+    """(model, task, examples, encoded, device) for ``ptv2 eval`` / ``ptv2 predict``."""
+    import torch
+
     from ..artifacts import read_meta
+    from ..trainer import distributed as dist_env
     from ..inference import inference_placement, load_for_inference, task_from_meta
 
     meta = read_meta(args.artifact)
@@ -113,6 +116,16 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
     rows = task.read_file(data_file, require_labels=require_labels,
                           skip_bad_rows=args.skip_bad_rows)
     device, precision = inference_placement(args.device, args.precision, meta)
+    if dist_env.world_size() > 1:
+        # under a launcher (deepspeed --num_gpus N --module ptv2_ds.cli.main eval ...): each
+        # rank evaluates a share of the data on its own device; rank 0 reports
+        import deepspeed
+
+        dist_env.prepare_cpu_collectives()
+        deepspeed.init_distributed()
+        if device == "cuda":
+            device = f"cuda:{dist_env.local_rank()}"
+            torch.cuda.set_device(device)
     model, meta = load_for_inference(args.artifact, task, args.model, args.model_path, device,
                                      precision)
     max_len = min(args.max_seq_len or meta["max_seq_len"], model.backbone.max_positions)
@@ -120,23 +133,27 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
 
 
 def cmd_eval(args: cfg.EvalArgs) -> int:
+    from ..trainer import distributed as dist_env
     from ..trainer import evaluate
 
     model, task, rows, encoded, device = _artifact_and_data(args, args.data, require_labels=True)
     metrics, _ = evaluate(model, encoded, task, model.backbone, device, args.batch_size)
-    print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
+    if dist_env.is_main():
+        print(json.dumps({"task": task.name, "examples": len(rows), **metrics}))
     return 0
 
 
 def cmd_predict(args: cfg.PredictArgs) -> int:
+    from ..trainer import distributed as dist_env
     from ..trainer import predict
 
     model, task, rows, encoded, device = _artifact_and_data(args, args.input,
                                                             require_labels=False)
     predictions = predict(model, encoded, task, model.backbone, device, args.batch_size,
                           show_progress=True)
-    task.write_predictions(args.output, predictions, rows)
-    print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
+    if dist_env.is_main():
+        task.write_predictions(args.output, predictions, rows)
+        print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from functools import partial
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from .base import Encoded, Task
+from .base import Task
 
 
-def make_loader(encoded: Encoded, task: Task, backbone, batch_size: int, *,
+def make_loader(encoded: Dataset, task: Task, backbone, batch_size: int, *,
                 shuffle: bool = False, sampler=None, seed: int = 0) -> DataLoader:
     """Batches padded by the backbone and the task (``task.collate``). The loader draws its
     seeds from its own generator, not the global RNG, so that starting an epoch leaves

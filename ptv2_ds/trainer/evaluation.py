@@ -5,7 +5,10 @@ one prediction per example (merging windows of long inputs) and scores them.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from ..tasks import Encoded, Task, make_loader
@@ -14,17 +17,38 @@ from ..tasks import Encoded, Task, make_loader
 @torch.no_grad()
 def predict(model, encoded: Encoded, task: Task, backbone, device, batch_size: int,
             show_progress: bool = False) -> list:
-    """One prediction per example of ``encoded`` (in order). Every rank must call it under
-    ZeRO-3 (the forward gathers parameters)."""
+    """One prediction per example of ``encoded`` (in order).
+
+    With several ranks (a process group is up) each rank runs an equal contiguous share of the
+    features (the last share padded with repeats, so every rank runs the same number of
+    forwards, which ZeRO-3 needs) and the results are gathered on every rank before decoding:
+    every rank must call this."""
     was_training = model.training
     model.eval()
+    rank, world = _rank_and_world()
+    per_rank = math.ceil(len(encoded) / world)
+    mine = list(range(rank * per_rank, min(len(encoded), (rank + 1) * per_rank)))
+    real = len(mine)
+    mine += [mine[-1] if mine else 0] * (per_rank - real)
     results: list = []
-    loader = make_loader(encoded, task, backbone, batch_size)
+    loader = make_loader(Subset(encoded, mine), task, backbone, batch_size)
     for batch in tqdm(loader, desc="evaluating", disable=not show_progress, leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
         results += task.batch_results(model(batch), batch)
+    results = results[:real]
+    if world > 1:
+        shares: list = [None] * world
+        torch.distributed.all_gather_object(shares, results)
+        results = [r for share in shares for r in share]
     model.train(was_training)
     return task.decode(results, encoded)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def evaluate(model, encoded: Encoded, task: Task, backbone, device, batch_size: int,

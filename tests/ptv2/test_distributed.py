@@ -317,3 +317,34 @@ def test_shutdown_does_not_hang_when_a_peer_is_gone(tmp_path):
     assert "RESULT rank=0 first=False second=False" in out0, out0[-3000:]
     seconds = float(out0.split("seconds=")[1].split()[0])
     assert seconds < 60, out0[-3000:]
+
+
+def test_two_rank_sharded_eval_and_predict_equal_one_process(glm_reference, rte_data,
+                                                             tmp_path):
+    """`ptv2 eval`/`predict` under the launcher: each rank runs a share of the rows (9 rows:
+    5 + 4, the short share padded), rank 0 reports; the same numbers as one process."""
+    data = tmp_path / "dev.jsonl"
+    rows = (rte_data / "train.jsonl").read_text().splitlines()[:9]
+    data.write_text("\n".join(rows) + "\n")
+    artifact = str(glm_reference / "artifact")
+    launcher = [DEEPSPEED, "--num_gpus", "2", "--master_port", str(free_port()),
+                "--module", "ptv2_ds.cli.main"]
+    single = [sys.executable, "-m", "ptv2_ds.cli.main"]
+    scores = []
+    for prefix in (single, launcher):
+        done = run(prefix + ["eval", "--artifact", artifact, "--data", str(data)])
+        printed = [json.loads(line) for line in done.stdout.splitlines()
+                   if line.startswith('{"task"')]
+        assert len(printed) == 1  # rank 0 only
+        scores.append(printed[0])
+    assert scores[0] == scores[1] and scores[0]["examples"] == 9
+    outputs = []
+    for name, prefix in (("one", single), ("two", launcher)):
+        path = tmp_path / f"{name}.jsonl"
+        run(prefix + ["predict", "--artifact", artifact, "--input", str(data), "--output",
+                      str(path)])
+        outputs.append([json.loads(line) for line in path.read_text().splitlines()])
+    assert len(outputs[1]) == 9
+    assert [r["label"] for r in outputs[0]] == [r["label"] for r in outputs[1]]
+    for a, b in zip(*outputs):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
