@@ -123,14 +123,15 @@ class ParamsArgs(ModelArgs):
 
 
 @dataclass
-class EvalArgs:
+class InferenceArgs:
+    """What ``ptv2 eval`` and ``ptv2 predict`` share."""
+
     artifact: str = opt(None, "artifact directory written by ptv2 train (OUT/artifact)")
-    data: str = opt(None, "labelled data file in the task's published format")
     task: str | None = opt(None, "task (default: the artifact's)")
     model: str | None = opt(None, "backbone (default: the one the artifact was trained on)")
     model_path: str | None = opt(None, "weights directory for a GLM preset")
     max_seq_len: int | None = opt(None, "default: the artifact's")
-    batch_size: int = opt(64, "evaluation batch size")
+    batch_size: int = opt(64, "batch size")
     null_threshold: float | None = opt(None, "SQuAD 2.0: override the artifact's no-answer "
                                              "threshold (e.g. with best_f1_thresh from eval)")
     device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
@@ -142,26 +143,17 @@ class EvalArgs:
 
 
 @dataclass
-class PredictArgs:
-    artifact: str = opt(None, "artifact directory written by ptv2 train (OUT/artifact)")
+class EvalArgs(InferenceArgs):
+    data: str = opt(None, "labelled data file in the task's published format")
+
+
+@dataclass
+class PredictArgs(InferenceArgs):
     input: str = opt(None, "data file in the task's published format (labels optional)")
     output: str = opt("predictions.jsonl", "where predictions go, in input order: JSON lines "
                                            "(classification: label + scores; tagging: tokens "
                                            "+ tags), or for QA the {id: answer} JSON object "
                                            "the official SQuAD scripts read")
-    task: str | None = opt(None, "task (default: the artifact's)")
-    model: str | None = opt(None, "backbone (default: the one the artifact was trained on)")
-    model_path: str | None = opt(None, "weights directory for a GLM preset")
-    max_seq_len: int | None = opt(None, "default: the artifact's")
-    batch_size: int = opt(64, "prediction batch size")
-    null_threshold: float | None = opt(None, "SQuAD 2.0: override the artifact's no-answer "
-                                             "threshold (e.g. with best_f1_thresh from eval)")
-    device: str = opt("auto", "auto: the GPU when one is visible, else the CPU", ["auto", "cpu",
-                                                                              "cuda"])
-    precision: str = opt("auto", "auto: the run's training precision on a GPU, fp32 on the CPU",
-                         ["auto", "fp32", "bf16", "fp16"])
-    skip_bad_rows: bool = opt(False, "skip malformed rows (and count them) instead of stopping "
-                                     "at the first with its file:line")
 
 
 REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input")}

@@ -170,6 +170,20 @@ def build_task(name: str, **options) -> Task:
     return TASKS[name](**options)
 
 
+def load_hub_split(task: Task, split: str, layout: str = ""):
+    """``datasets.load_dataset(*task.hub, split=split)``, or a UserError saying to pass local
+    files in the task's format (``layout`` spells it out) when the hub cannot be reached."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(*task.hub, split=split)
+    except Exception as e:  # network, missing cache, renamed data set ...
+        raise UserError(
+            f"could not load {'/'.join(task.hub)} split {split!r} from the Hugging Face hub "
+            f"({type(e).__name__}: {e}); offline, pass --train-file/--validation-file with "
+            f"local {task.file_format} files{f' ({layout})' if layout else ''} instead") from None
+
+
 # ---- splits (shared by every family) ---------------------------------------------------------
 def load_splits(task: Task, train_file: str | None = None, validation_file: str | None = None,
                 test_file: str | None = None, dev_fraction: float = 0.1, seed: int = 42,

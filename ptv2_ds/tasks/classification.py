@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..metrics import classification_metrics
-from .base import BadRows, Encoded, Task, register, write_jsonl
+from .base import BadRows, Encoded, Task, load_hub_split, register, write_jsonl
 from .readers import DataFormatError, read_jsonl, read_tsv
 
 
@@ -144,15 +144,7 @@ class ClassificationTask(Task):
         return examples
 
     def read_hub(self, split: str) -> list[Example]:
-        import datasets
-
-        try:
-            data = datasets.load_dataset(*self.hub, split=split)
-        except Exception as e:  # network, missing cache, renamed data set ...
-            raise UserError(
-                f"could not load {'/'.join(self.hub)} split {split!r} from the Hugging Face hub "
-                f"({type(e).__name__}: {e}); offline, pass --train-file/--validation-file with "
-                f"local {self.file_format} files instead") from None
+        data = load_hub_split(self, split)
         field_a, field_b = self.spec.hub_fields or self.spec.fields
         out = []
         for row in data:

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..metrics.squad import squad_v1_scores, squad_v2_scores
-from .base import BadRows, Encoded, Task, register, write_atomic
+from .base import BadRows, Encoded, Task, load_hub_split, register, write_atomic
 from .readers import DataFormatError
 
 SQUAD_LAYOUT = ('{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", '
@@ -348,15 +348,7 @@ class QATask(Task):
         return None, QAExample(str(qid), title, context, question, answers, not answers)
 
     def read_hub(self, split: str) -> list[QAExample]:
-        import datasets
-
-        try:
-            data = datasets.load_dataset(*self.hub, split=split)
-        except Exception as e:  # network, missing cache, renamed data set ...
-            raise UserError(
-                f"could not load {'/'.join(self.hub)} split {split!r} from the Hugging Face hub "
-                f"({type(e).__name__}: {e}); offline, pass --train-file/--validation-file with "
-                f"local {self.file_format} files ({SQUAD_LAYOUT}) instead") from None
+        data = load_hub_split(self, split, SQUAD_LAYOUT)
         where = f"{'/'.join(self.hub)} split {split}"
         bad = BadRows(skip=True)   # a faulty hub row is skipped and reported, not fatal
         out = []

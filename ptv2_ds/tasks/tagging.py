@@ -67,7 +67,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..metrics.spans import ner_scores, srl_scores
-from .base import BadRows, Encoded, Task, register
+from .base import BadRows, Encoded, Task, load_hub_split, register
 from .readers import DataFormatError, read_lines
 
 CONLL03_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
@@ -316,15 +316,7 @@ class TaggingTask(Task):
         if self.hub is None:
             raise UserError(f"task {self.name} has no Hugging Face hub data set; pass "
                             f"--train-file/--validation-file with {self.file_format} files")
-        import datasets
-
-        try:
-            data = datasets.load_dataset(*self.hub, split=split)
-        except Exception as e:  # network, missing cache, renamed data set ...
-            raise UserError(
-                f"could not load {'/'.join(self.hub)} split {split!r} from the Hugging Face "
-                f"hub ({type(e).__name__}: {e}); offline, pass --train-file/--validation-file "
-                f"with local {self.file_format} files instead") from None
+        data = load_hub_split(self, split)
         feature = data.features["ner_tags"].feature
         names = list(getattr(feature, "names", None) or self.labels)
         out = []

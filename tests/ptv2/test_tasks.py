@@ -96,3 +96,11 @@ def test_dev_carve_is_seeded_and_disjoint():
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task 'qqp'"):
         build_task("qqp")
+
+
+@pytest.mark.parametrize("task", ["sst2", "conll03", "squad_v2", "conll05"])
+def test_hub_data_offline_is_a_message_naming_local_files(task):
+    """Tests run with HF_HUB_OFFLINE=1: every family says to pass local files."""
+    from ptv2_ds.errors import UserError
+    with pytest.raises(UserError, match="--train-file/--validation-file"):
+        build_task(task).read_hub("train")
