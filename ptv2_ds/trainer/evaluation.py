@@ -17,7 +17,8 @@ from ..tasks import Encoded, Task, make_loader
 @torch.no_grad()
 def predict(model, encoded: Encoded, task: Task, backbone, device, batch_size: int,
             show_progress: bool = False) -> list:
-    """One prediction per example of ``encoded`` (in order).
+    """One prediction per example of ``encoded`` (in order). Features run in batches sorted by
+    length (less padding), their results put back in order before decoding.
 
     With several ranks (a process group is up) each rank runs an equal contiguous share of the
     features (the last share padded with repeats, so every rank runs the same number of
@@ -30,11 +31,16 @@ def predict(model, encoded: Encoded, task: Task, backbone, device, batch_size: i
     mine = list(range(rank * per_rank, min(len(encoded), (rank + 1) * per_rank)))
     real = len(mine)
     mine += [mine[-1] if mine else 0] * (per_rank - real)
-    results: list = []
-    loader = make_loader(Subset(encoded, mine), task, backbone, batch_size)
+    # batches of similar lengths pad less; the results go back to the share's order after
+    order = sorted(range(len(mine)), key=lambda i: len(encoded.features[mine[i]]["input_ids"]))
+    results: list = [None] * len(mine)
+    done = 0
+    loader = make_loader(Subset(encoded, [mine[i] for i in order]), task, backbone, batch_size)
     for batch in tqdm(loader, desc="evaluating", disable=not show_progress, leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        results += task.batch_results(model(batch), batch)
+        for result in task.batch_results(model(batch), batch):
+            results[order[done]] = result
+            done += 1
     results = results[:real]
     if world > 1:
         shares: list = [None] * world
