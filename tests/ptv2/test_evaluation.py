@@ -26,3 +26,20 @@ def test_predictions_come_back_in_input_order_whatever_the_batching(tiny_bert_di
         alone = predict(model, type(encoded)([examples[i]], [encoded.features[i]], [{"example": 0}]),
                         task, model.backbone, "cpu", 1)[0]
         assert alone["scores"] == pytest.approx(batched[i]["scores"], abs=1e-5)
+
+
+def test_inference_placement_follows_the_run_on_a_gpu_and_fp32_on_the_cpu(monkeypatch):
+    from ptv2_ds.errors import UserError
+    from ptv2_ds.inference import inference_placement
+
+    meta = {"precision": "fp16"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_placement("auto", "auto", meta) == ("cpu", "fp32")
+    assert inference_placement("cpu", "bf16", meta) == ("cpu", "bf16")
+    with pytest.raises(UserError, match="needs a GPU"):
+        inference_placement("cpu", "fp16", meta)
+    with pytest.raises(UserError, match="no GPU is visible"):
+        inference_placement("cuda", "auto", meta)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert inference_placement("auto", "auto", meta) == ("cuda", "fp16")
+    assert inference_placement("auto", "auto", {}) == ("cuda", "fp32")  # older artifacts
