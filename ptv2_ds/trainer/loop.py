@@ -61,6 +61,16 @@ def train(args: TrainArgs) -> dict:
 
     Raises ``Preempted`` after checkpointing on SIGTERM/SIGUSR1 and ``TrainingDiverged`` when
     the loss goes non-finite (the CLI turns both into exit codes)."""
+    # a ZeRO-3 engine replaces torch.nn.functional.linear for the whole process and never puts
+    # it back; a caller that goes on in this process (a notebook, a test) gets the original
+    linear = torch.nn.functional.linear
+    try:
+        return _train(args)
+    finally:
+        torch.nn.functional.linear = linear
+
+
+def _train(args: TrainArgs) -> dict:
     # bad names, options and data files fail here, before any process group or model
     task = task_from_args(args)
     splits = load_splits(task, args.train_file, args.validation_file, args.test_file,

@@ -238,3 +238,12 @@ def test_one_process_on_cpu_builds_no_shared_memory_op(tmp_path, tiny_bert_dir, 
                            "--eval-every", "1")) == 0
     assert deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] is False
     assert "deepspeed_shm_comm_op built" not in capsys.readouterr().out
+
+
+def test_a_zero3_run_leaves_torch_linear_as_it_found_it(tmp_path, tiny_bert_dir, sst2_tiny):
+    import torch.nn.functional as F
+    before = F.linear
+    assert main(train_args(tiny_bert_dir, sst2_tiny, tmp_path / "z3", "--deepspeed",
+                           "ds_configs/cpu_zero3.json", "--precision", "fp32", "--max-steps",
+                           "1", "--eval-every", "1")) == 0
+    assert F.linear is before
