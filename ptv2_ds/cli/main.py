@@ -11,16 +11,22 @@ from ..planner import PlanArgs
 
 DESCRIPTION = """P-Tuning v2 (deep prompt tuning) on frozen encoders and GLM, with DeepSpeed.
 
+tasks: classification (sst2 mnli rte boolq cb), NER (conll03 conll04 ontonotes tagging),
+SRL (conll05 conll12), extractive QA (squad squad_v2); formats in docs/tasks.md.
+
 commands:
   train    train prompts (and a head) for a task; writes OUT/metrics.json, OUT/artifact/,
            OUT/tb/ (TensorBoard) and OUT/checkpoints/
   eval     score an artifact on a labelled file; prints one JSON object of metrics
-  predict  write one JSON line per input row (label and class scores)
+  predict  predictions in input order: JSON lines (label + scores; tokens + tags) or, for
+           QA, the {question id: answer} JSON the official SQuAD scripts read
   params   trainable / backbone parameter counts for a model and prompt setting
   plan     per-GPU memory budget for a model, cluster shape and prompt setting
 
 Every option can also come from --config run.yaml; flags override the file.
-Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train ...
+Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train|eval|predict ...
+Exit codes: 0 done, 2 bad input (--debug shows the traceback), 1 out of memory or an internal
+failure, 3 training diverged, 75 preempted (checkpoint written; rerun to resume).
 """
 
 
@@ -43,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         p = sub.add_parser(name, help=text, description=text)
         cfg.add_arguments(p, cls)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="also print the traceback of a bad-input error (exit 2)")
         p.set_defaults(args_class=cls)
     return parser
 
@@ -107,8 +115,8 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
     import torch
 
     from ..artifacts import read_meta
-    from ..trainer import distributed as dist_env
     from ..inference import inference_placement, load_for_inference, task_from_meta
+    from ..trainer import distributed as dist_env
 
     meta = read_meta(args.artifact)
     # the data is read and checked before the backbone is loaded: bad rows fail in seconds

@@ -247,3 +247,14 @@ def test_a_zero3_run_leaves_torch_linear_as_it_found_it(tmp_path, tiny_bert_dir,
                            "ds_configs/cpu_zero3.json", "--precision", "fp32", "--max-steps",
                            "1", "--eval-every", "1")) == 0
     assert F.linear is before
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_of_a_bad_input_error(tmp_path, capsys, where):
+    argv = ["eval", "--artifact", str(tmp_path / "missing"), "--data", "x.jsonl"]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "not found" in err
