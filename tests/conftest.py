@@ -17,6 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 SST2_SAMPLE = REPO / "examples" / "data" / "sst2"
+# the real offline data sets (../shared/data next to the repository; CI lays it out the same)
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
             max_position_embeddings=128, hidden_dropout_prob=0.0,

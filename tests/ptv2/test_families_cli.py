@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ptv2_ds.cli.main import main
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 post-processing, the official metrics and the predictions file."""
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,21 +14,10 @@ from ptv2_ds.tasks.base import Encoded, build_task, carve_dev
 from ptv2_ds.tasks.qa import (QAExample, QAPrediction, answer_tokens, context_tokens,
                               null_odds_path, plan_windows)
 from ptv2_ds.tasks.readers import DataFormatError
+from tests.conftest import SHARED_DATA
 
-SQUAD2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "squad2"
+SQUAD2 = SHARED_DATA / "squad2"
 DEV_A = SQUAD2 / "squad2-dev-half-A.json"
-
-
-@pytest.fixture(scope="module")
-def bert(tiny_bert_dir):
-    from ptv2_ds.backbones.hf import HFEncoder
-    return HFEncoder(tiny_bert_dir).eval()
-
-
-@pytest.fixture(scope="module")
-def roberta(tiny_roberta_dir):
-    from ptv2_ds.backbones.hf import HFEncoder
-    return HFEncoder(tiny_roberta_dir).eval()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from ptv2_ds.tasks.base import build_task, load_splits
 from ptv2_ds.tasks.readers import DataFormatError
 from ptv2_ds.tasks.tagging import (CONLL03_LABELS, CONLL04_LABELS, ONTONOTES_LABELS,
                                    TaggedSentence, assign_words, plan_windows)
+from tests.conftest import SHARED_DATA
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "tagging"
-CONLL04 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "conll04"
+CONLL04 = SHARED_DATA / "conll04"
 
 
 def fx(name: str) -> str:
@@ -24,18 +25,6 @@ def write(tmp_path, name, text):
     p = tmp_path / name
     p.write_text(text)
     return str(p)
-
-
-@pytest.fixture(scope="module")
-def bert(tiny_bert_dir):
-    from ptv2_ds.backbones.hf import HFEncoder
-    return HFEncoder(tiny_bert_dir).eval()
-
-
-@pytest.fixture(scope="module")
-def roberta(tiny_roberta_dir):
-    from ptv2_ds.backbones.hf import HFEncoder
-    return HFEncoder(tiny_roberta_dir).eval()
 
 
 def one_hot_results(task, encoded, backbone):
