@@ -11,7 +11,8 @@ the encoder forwards unchanged, so activation checkpointing sees it as an ordina
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .. import dropout as fast_dropout
 
 ATTN_IMPLEMENTATION = "ptv2_sdpa"
 _registered = False
@@ -20,27 +21,39 @@ _registered = False
 def prefix_sdpa_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                           attention_mask: torch.Tensor | None, scaling: float | None = None,
                           dropout: float = 0.0, ptv2_prefix=None, ptv2_prefix_mask=None,
-                          **_ignored):
+                          ptv2_mask_cache: dict | None = None, **_ignored):
     """Attention over ``cat(prefix, real)`` keys/values.
 
     Args:
         query, key, value: [B, heads, S, head_dim] projections of the real tokens.
         attention_mask: None, or a [B, 1, S, S] mask (bool: True = visible; float: additive).
-        ptv2_prefix: None or a list (one entry per layer) of None / (k, v), [B, heads, P, d].
+        ptv2_prefix: None or a list (one entry per layer) of None / (k, v), [B, heads, P, d],
+            or (k, v, mask [B, P]) for a layer with its own prefix mask.
         ptv2_prefix_mask: None or [B, P] (1 = visible) hiding prefix positions per example.
+        ptv2_mask_cache: a dict that lives for one forward pass: the widened mask is built by
+            the first layer and reused by the others.
     Returns:
         ([B, S, heads, head_dim] output, None) as transformers expects.
     """
     layer = getattr(module, "ptv2_layer", None)
     kv = ptv2_prefix[layer] if (ptv2_prefix is not None and layer is not None) else None
     if kv is not None:
-        prefix_k, prefix_v = kv
+        prefix_k, prefix_v = kv[0], kv[1]
+        if len(kv) > 2:  # (k, v, [B, P] mask): this layer's own mask (serving/multitask.py)
+            ptv2_prefix_mask, ptv2_mask_cache = kv[2], None
         P = prefix_k.shape[2]
         key = torch.cat([prefix_k.to(key.dtype), key], dim=2)
         value = torch.cat([prefix_v.to(value.dtype), value], dim=2)
-        attention_mask = _widen_mask(attention_mask, ptv2_prefix_mask, query, P)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
-                                         dropout_p=dropout, scale=scaling)
+        cached = ptv2_mask_cache.get(P) if ptv2_mask_cache is not None else None
+        if cached is not None and cached[0] is attention_mask:
+            attention_mask = cached[1]
+        else:
+            widened = _widen_mask(attention_mask, ptv2_prefix_mask, query, P)
+            if ptv2_mask_cache is not None:  # keyed by P; `is` guards against another mask
+                ptv2_mask_cache[P] = (attention_mask, widened)
+            attention_mask = widened
+    # F.scaled_dot_product_attention, except that dropout on CPU uses the cheap masks
+    out = fast_dropout.attention(query, key, value, attention_mask, dropout, scaling)
     return out.transpose(1, 2).contiguous(), None
 
 

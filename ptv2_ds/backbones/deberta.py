@@ -218,7 +218,9 @@ def _take_prefix(model, args, kwargs):
         raise ValueError(f"prefix has {len(prefix)} layer entries, the model {len(layers)} layers")
     for index, layer in enumerate(layers):
         kv = prefix[index] if prefix is not None else None
-        layer.ptv2_pending = None if kv is None else (kv, prefix_mask)
+        # (k, v, mask): the layer's own [B, P] mask (mixed-task batches, serving/multitask.py)
+        layer.ptv2_pending = None if kv is None else (
+            (kv[0], kv[1]), kv[2] if len(kv) > 2 else prefix_mask)
     return args, kwargs
 
 

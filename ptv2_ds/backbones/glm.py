@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..dropout import use_fast_dropout
 from ..errors import UserError
 from ..prompts import Prefix, PrefixShape
 from .base import Backbone, zero3
@@ -87,6 +88,7 @@ class GLMBackbone(Backbone):
             self.model = from_pretrained(path, config=preset, dtype=dtype,
                                          allow_unsafe_pickle=allow_unsafe_pickle)
         self.model.train()
+        use_fast_dropout(self.model)  # hidden dropouts: same p, cheaper CPU masks
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         c = self.model.config

@@ -11,6 +11,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..dropout import use_fast_dropout
 from ..errors import UserError
 from ..prompts import Prefix, PrefixShape
 from .attention import register_prefix_attention
@@ -117,6 +118,8 @@ class HFEncoder(Backbone):
             self.encoder.set_attn_implementation(register_prefix_attention())
         for index, layer in enumerate(self.encoder.encoder.layer):
             layer.attention.self.ptv2_layer = index
+        # hidden/embedding dropout: the same p, cheaper masks on CPU (backbones/dropout.py)
+        use_fast_dropout(self.encoder)
         if gradient_checkpointing:
             # non-reentrant checkpointing propagates gradients to the prefix tensors, which
             # reach each layer as keyword arguments rather than positional inputs
@@ -181,6 +184,7 @@ class HFEncoder(Backbone):
         if prefix is not None:
             kwargs["ptv2_prefix"] = prefix
             kwargs["ptv2_prefix_mask"] = prefix_mask
+            kwargs["ptv2_mask_cache"] = {}  # the widened mask, built once per forward
         if input_prompt is None:
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                                token_type_ids=token_types, **kwargs)

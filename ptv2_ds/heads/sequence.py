@@ -13,13 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dropout import FastDropout
 from ..errors import UserError
 
 
 class LinearHead(nn.Module):
     def __init__(self, hidden_size: int, num_classes: int, dropout: float = 0.1):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.02)
         nn.init.zeros_(self.classifier.bias)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..dropout import FastDropout
+
 
 def _linear(hidden_size: int, out: int) -> nn.Linear:
     layer = nn.Linear(hidden_size, out)
@@ -21,7 +23,7 @@ def _linear(hidden_size: int, out: int) -> nn.Linear:
 class TokenHead(nn.Module):
     def __init__(self, hidden_size: int, num_tags: int, dropout: float = 0.1):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.classifier = _linear(hidden_size, num_tags)
 
     def forward(self, hidden: torch.Tensor, batch: dict, backbone) -> torch.Tensor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..dropout import FastDropout
 from ..errors import UserError
 
 Prefix = list  # list[tuple[Tensor, Tensor] | None], one entry per backbone layer
@@ -71,7 +72,7 @@ class DeepPrompt(nn.Module):
                 nn.Tanh(),
                 nn.Linear(prefix_hidden, out_dim),
             )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def collapsed_table(self) -> torch.Tensor:
         """The prefix table [P, n_sel * 2 * H] that the current weights produce (no dropout)."""

@@ -2,8 +2,10 @@
 launcher."""
 from __future__ import annotations
 
+import atexit
 import os
 import socket
+import warnings
 from datetime import timedelta
 
 SHUTDOWN_BARRIER_TIMEOUT_S = 120.0
@@ -23,12 +25,28 @@ def ensure_dist_env() -> None:
 
 SHM_OP = "deepspeed_shm_comm"  # DeepSpeed's shared-memory collectives for CPU ranks
 
+# Deprecations that dependencies raise on our behalf and we cannot act on: DeepSpeed's ZeRO
+# calls torch.distributed.all_gather_into_tensor / reduce_scatter_tensor, which torch marks
+# deprecated (FutureWarning), on every step and rank, burying the job log's own lines.
+# (category, message regex, module regex of the frame the warning is attributed to)
+DEPENDENCY_WARNINGS = (
+    (FutureWarning, r"`torch\.distributed\.[\w.]+` is deprecated", r"torch\.distributed(\.|$)"),
+)
+
+
+def quiet_dependency_warnings() -> None:
+    """Ignore exactly the DEPENDENCY_WARNINGS (by category, message and module); every other
+    warning still shows. Idempotent: warnings.filterwarnings drops a duplicate filter."""
+    for category, message, module in DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
 
 def prepare_cpu_collectives() -> None:
     """Call before ``deepspeed.init_distributed()``. On the CPU accelerator DeepSpeed JIT-compiles
     a shared-memory collective op (about 25 s, once per environment path) even for a single
     process, which has no collectives to speed up: mark it unavailable there. Several CPU ranks
     do use it, so say what the wait is for."""
+    quiet_dependency_warnings()
     from deepspeed.accelerator import get_accelerator
 
     if get_accelerator().device_name() != "cpu":
@@ -37,9 +55,29 @@ def prepare_cpu_collectives() -> None:
 
     if world_size() == 1:
         deepspeed.ops.__compatible_ops__[SHM_OP] = False
-    elif is_main():
+        return
+    if is_main():
         print("[ptv2] loading DeepSpeed's shared-memory op for CPU ranks (compiled on the first "
               "run in an environment, about 30 s; cached afterwards)", flush=True)
+    atexit.register(_unlink_shm_buffer)  # the name is read at exit: the env is complete then
+
+
+def shm_buffer_path(rank_: int | None = None) -> str:
+    """The /dev/shm file DeepSpeed's CPU shared-memory collectives create for a rank (named
+    after the user id, MASTER_ADDR, MASTER_PORT and the rank, see its shm.cpp)."""
+    r = rank() if rank_ is None else rank_
+    return (f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_"
+            f"{os.environ.get('MASTER_ADDR', '')}_{os.environ.get('MASTER_PORT', '')}_{r}")
+
+
+def _unlink_shm_buffer(path: str | None = None) -> None:
+    """DeepSpeed creates a 69 MB shared-memory file per CPU rank and never removes it: each
+    multi-rank CPU run would leave them in /dev/shm (RAM) until reboot. Each rank removes its
+    own at exit; peers that mapped it keep their mapping, so the order does not matter."""
+    try:
+        os.unlink(path or shm_buffer_path())
+    except OSError:
+        pass
 
 
 def free_port() -> int:
