@@ -1,0 +1,131 @@
+"""Per-task defaults (ptv2_ds/recipes.py) and the official recipes (recipes/*.yaml)."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ptv2_ds import config as cfg
+from ptv2_ds import recipes
+from ptv2_ds.cli.main import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+OFFICIAL = REPO.parent / "shared" / "OFFICIAL_RECIPES.md"
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def parsed(*argv) -> cfg.TrainArgs:
+    return cfg.build(cfg.TrainArgs, build_parser().parse_args(["train", *argv]))
+
+
+def test_task_defaults_fill_only_what_the_user_left_unset(tmp_path):
+    args = parsed("--task", "rte")  # official rte_bert: 60 epochs, lr 1e-2, P 20, batch 32
+    assert (args.epochs, args.lr, args.prefix_len, args.batch_size, args.max_seq_len) == \
+        (60.0, 1e-2, 20, 32, 128)
+    assert [a["name"] for a in args.task_defaults] == list(recipes.FIELDS)
+    assert all("rte_bert" in a["source"] for a in args.task_defaults)
+
+    flags = parsed("--task", "rte", "--epochs", "5", "--lr", "3e-3")
+    assert (flags.epochs, flags.lr, flags.prefix_len) == (5.0, 3e-3, 20)
+    assert {a["name"] for a in flags.task_defaults} == {"batch_size", "prefix_len", "max_seq_len"}
+
+    run = tmp_path / "run.yaml"
+    run.write_text("task: rte\nbatch_size: 8\nprefix-len: 4\n")
+    from_yaml = parsed("--config", str(run))
+    assert (from_yaml.batch_size, from_yaml.prefix_len, from_yaml.epochs) == (8, 4, 60.0)
+    assert {a["name"] for a in from_yaml.task_defaults} == {"epochs", "lr", "max_seq_len"}
+    # a flag over the YAML still counts as set by the user
+    assert parsed("--config", str(run), "--epochs", "2").epochs == 2.0
+
+
+def test_method_specific_and_generic_defaults():
+    ft = cfg.TrainArgs(task="sst2", method="finetune")
+    assert (ft.lr, ft.epochs, ft.max_seq_len, ft.batch_size) == (3e-5, 3.0, 64, 32)
+    ptv2 = cfg.TrainArgs(task="conll04")  # official P 128, overridden by the MiniLM measurement
+    assert (ptv2.prefix_len, ptv2.lr, ptv2.epochs) == (64, 2e-2, 40.0)
+    prompt = cfg.TrainArgs(task="conll04", method="prompt")
+    assert (prompt.prefix_len, prompt.lr, prompt.epochs) == (16, 1e-2, 40.0)
+    cb = cfg.TrainArgs(task="cb")  # no rule: generic values; lr and length left to the trainer
+    assert (cb.epochs, cb.batch_size, cb.prefix_len, cb.lr, cb.max_seq_len) == \
+        (3.0, 32, 16, None, None)
+
+
+def test_lookup_prefers_specific_rules_then_later_ones():
+    rules = [recipes.rule((), (), "generic", epochs=1.0),
+             recipes.rule((), "ptv2", "method", epochs=2.0),
+             recipes.rule("t", (), "task", epochs=3.0),
+             recipes.rule("t", "ptv2", "both", epochs=4.0),
+             recipes.rule("t", "ptv2", "both, later", epochs=5.0)]
+    assert recipes.lookup("t", "ptv2", "epochs", rules).source == "both, later"
+    assert recipes.lookup("t", "finetune", "epochs", rules).source == "task"
+    assert recipes.lookup("u", "ptv2", "epochs", rules).source == "method"
+    assert recipes.lookup("u", "prompt", "epochs", rules).source == "generic"
+    assert recipes.lookup("u", "prompt", "lr", rules) is None
+
+
+def test_every_rule_names_real_options_tasks_and_methods():
+    from ptv2_ds.tasks import TASKS
+
+    methods = {f.name: f for f in cfg.dataclasses.fields(cfg.TrainArgs)}["method"].metadata[
+        "choices"]
+    for r in recipes.RULES:
+        assert set(r.values) <= set(recipes.FIELDS), r
+        assert set(r.tasks) <= set(TASKS), r
+        assert set(r.methods) <= set(methods), r
+        assert r.source.split(":")[0] in ("official", "measured", "generic"), r
+
+
+def test_train_prints_the_defaults_it_applied(monkeypatch, capsys, tmp_path):
+    import ptv2_ds.trainer as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda args: seen.setdefault("args", args))
+    assert main(["train", "--task", "rte", "--epochs", "7", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[ptv2] task defaults for rte/ptv2: lr=0.01 (official: the rte_bert script" in out
+    assert "epochs=" not in out  # set by the user: not a default
+    assert seen["args"].epochs == 7.0 and seen["args"].prefix_len == 20
+    assert main(["train", "--task", "rte", "--epochs", "1", "--lr", "1e-3", "--batch-size", "4",
+                 "--prefix-len", "2", "--max-seq-len", "32", "--output-dir",
+                 str(tmp_path)]) == 0
+    assert "task defaults" not in capsys.readouterr().out  # nothing left to fill
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_loads_through_the_config_parser(path):
+    args = parsed("--config", str(path))
+    data = yaml.safe_load(path.read_text())
+    task, backbone = path.stem.split("_", 1) if not path.stem.startswith("squad_v2") else \
+        ("squad_v2", path.stem[len("squad_v2_"):])
+    assert (args.task, args.model, args.method) == (task, backbone, "ptv2")
+    for key in ("prefix_len", "lr", "epochs", "batch_size"):
+        assert getattr(args, key) == pytest.approx(float(data[key])), key
+    assert {a["name"] for a in args.task_defaults} <= {"max_seq_len"}  # the recipe sets the rest
+    header = path.read_text().split("\ntask:")[0]
+    assert re.search(r"# Source: THUDM/P-tuning-v2 run_script, the \w+ script", header)
+
+
+def _official_table() -> dict:
+    rows = {}
+    for line in OFFICIAL.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and re.fullmatch(r"\w+", cells[0]) and cells[2].isdigit():
+            rows[cells[0]] = {"backbone": cells[1], "prefix_len": int(cells[2]),
+                              "lr": float(cells[3]), "epochs": float(cells[4]),
+                              "batch_size": int(cells[5]), "dropout": float(cells[7]),
+                              "seed": int(cells[9])}
+    return rows
+
+
+@pytest.mark.skipif(not OFFICIAL.is_file(), reason="../shared/OFFICIAL_RECIPES.md not here")
+def test_recipes_match_the_official_scripts():
+    table = _official_table()
+    assert len(table) >= 18
+    for path in RECIPES:
+        script = re.search(r"the (\w+) script", path.read_text()).group(1)
+        row, args = table[script], parsed("--config", str(path))
+        assert args.model == row["backbone"], path.name
+        assert (args.prefix_len, args.batch_size, args.seed) == \
+            (row["prefix_len"], row["batch_size"], row["seed"]), path.name
+        assert (args.lr, args.epochs) == (pytest.approx(row["lr"]), row["epochs"]), path.name
+        assert args.prefix_dropout == args.head_dropout == row["dropout"], path.name
