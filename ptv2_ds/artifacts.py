@@ -4,6 +4,14 @@ OUT/artifact/model.safetensors   prompt table(s) (MLP/LSTM collapsed) and head t
 OUT/artifact/ptv2_artifact.json  method, prompt settings, task, labels, backbone + fingerprint,
                                  versions
 
+A multi-task artifact (``ptv2 train --tasks a,b``, MPT-2) holds the one shared prompt table and
+every task's head: tensors ``deep_prompt.table`` (or ``input_prompt.table``) and
+``heads.<task>.<name>``; its metadata has ``"multitask": true``, ``"tasks": [names]`` and
+``"task_meta": {task: {task, family, task_options, labels, head, template, max_seq_len}}``
+(what a single-task artifact keeps at the top level) next to the shared keys (method, prompt,
+backbone, precision, counts). ``task_view`` turns it into the single-task artifact of one of
+its tasks (the shared prompt + that head as ``head.*``), which every single-task loader reads.
+
 Artifacts are written into a temporary directory and swapped in, so a crash never leaves a
 half-written artifact behind.
 """
@@ -20,9 +28,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .errors import UserError
+
 WEIGHTS = "model.safetensors"
 META = "ptv2_artifact.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this version reads; 2 = multi-task (single-task ones stay 1)
 
 
 def versions() -> dict[str, str]:
@@ -103,8 +113,9 @@ def _finish(directory: str | Path, tmp: Path, meta: dict) -> Path:
     """Write the metadata next to the weights and swap ``tmp`` in for ``directory``."""
     directory = Path(directory)
     old = directory.with_name(directory.name + ".old")
-    meta = {"format": "ptv2_artifact", "format_version": FORMAT_VERSION, **meta,
-            "versions": versions()}
+    # a multi-task artifact is version 2, so that a ptv2_ds that cannot read it says so
+    meta = {"format": "ptv2_artifact", "format_version": 2 if is_multitask(meta) else 1,
+            **meta, "versions": versions()}
     (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     if directory.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -139,3 +150,41 @@ def read_meta(directory: str | Path) -> dict:
         raise SystemExit(f"error: {meta_path} has format_version {meta['format_version']}; "
                          f"this ptv2_ds reads up to {FORMAT_VERSION}: upgrade ptv2_ds")
     return meta
+
+
+# ---- multi-task artifacts ---------------------------------------------------------------------
+MULTITASK_KEYS = ("multitask", "tasks", "task_meta")
+
+
+def is_multitask(meta: dict) -> bool:
+    return bool(meta.get("multitask"))
+
+
+def artifact_tasks(meta: dict) -> list[str]:
+    """The tasks an artifact has a head for."""
+    return list(meta["tasks"]) if is_multitask(meta) else [meta["task"]]
+
+
+def task_view(meta: dict, tensors: dict[str, torch.Tensor] | None, task: str | None,
+              source: str = "the artifact") -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """(metadata, tensors) of the single-task artifact for ``task`` inside a multi-task one:
+    the shared keys plus ``task_meta[task]``; the prompt tensors plus ``heads.<task>.*``
+    renamed ``head.*``. A single-task artifact comes back unchanged. ``tensors`` may be None
+    (metadata only). UserError when ``task`` is None or not one of the artifact's tasks."""
+    if not is_multitask(meta):
+        return meta, tensors
+    names = artifact_tasks(meta)
+    if task is None:
+        raise UserError(f"{source} is a multi-task artifact (tasks {', '.join(names)}): pass "
+                        "--task with the one to use")
+    if task not in names:
+        raise UserError(f"{source} has no head for task {task!r}; its tasks are "
+                        f"{', '.join(names)}")
+    view = {k: v for k, v in meta.items() if k not in MULTITASK_KEYS}
+    view.update(meta["task_meta"][task])
+    if tensors is None:
+        return view, None
+    prefix = f"heads.{task}."
+    out = {k: v for k, v in tensors.items() if not k.startswith("heads.")}
+    out.update({"head." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return view, out

@@ -14,9 +14,10 @@ from pathlib import Path
 import yaml
 
 
-def opt(default, help: str, choices=None, flag_type=None):
+def opt(default, help: str, choices=None, flag_type=None, many: bool = False):
+    # many: the flag may be repeated (argparse "append"), e.g. --train-file TASK=PATH per task
     return field(default=default, metadata={"help": help, "choices": choices,
-                                            "type": flag_type})
+                                            "type": flag_type, "many": many})
 
 
 @dataclass
@@ -50,6 +51,11 @@ class ModelArgs:
                                      "{mask} (default: the task's)")
     head_dropout: float = opt(0.1, "dropout before the linear head")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass")
+    cpu_dropout: str = opt("fast", "how dropout masks are drawn on CPU: fast (64-bit integer "
+                                   "draws, about 4x cheaper, the same Bernoulli(p) masks in "
+                                   "distribution) or torch (PyTorch's bernoulli_, bit-for-bit "
+                                   "what earlier versions drew); GPUs always use PyTorch's "
+                                   "kernels (docs/method.md)", ["fast", "torch"])
     allow_unsafe_pickle: bool = opt(False, "GLM .pt checkpoints only: also read files that the "
                                            "weights-only loader refuses with Python's full "
                                            "unpickler, which can run code hidden in the file; "
@@ -58,15 +64,21 @@ class ModelArgs:
 
 @dataclass
 class DataArgs:
-    task: str = opt("sst2", "task name (classification: sst2 mnli rte boolq cb; tagging: "
-                            "conll03 conll04 ontonotes conll05 conll12 tagging; QA: squad "
-                            "squad_v2)")
-    train_file: str | None = opt(None, "local training file in the task's published format "
-                                       "(docs/data.md); default: the hub data set")
-    validation_file: str | None = opt(None, "local dev file; default: carved from "
-                                            "--train-file, or the hub's validation split")
-    test_file: str | None = opt(None, "local test file (labels optional), predicted at the end "
-                                      "of training into OUT/test_predictions.*")
+    # None = sst2 unless --tasks is given (TrainArgs.__post_init__), so that --task and
+    # --tasks together can be refused
+    task: str | None = opt(None, "task name (classification: sst2 mnli rte boolq cb; tagging: "
+                                 "conll03 conll04 ontonotes conll05 conll12 tagging; QA: squad "
+                                 "squad_v2); default sst2")
+    # a path, or with --tasks one TASK=PATH per task (repeat the flag; YAML: a mapping)
+    train_file: str | list | dict | None = opt(
+        None, "local training file in the task's published format (docs/data.md); with "
+              "--tasks repeat as --train-file TASK=PATH; default: the hub data set", many=True)
+    validation_file: str | list | dict | None = opt(
+        None, "local dev file (with --tasks: TASK=PATH, repeatable); default: carved from "
+              "--train-file, or the hub's validation split", many=True)
+    test_file: str | list | dict | None = opt(
+        None, "local test file (labels optional; with --tasks: TASK=PATH, repeatable), "
+              "predicted at the end of training into OUT/test_predictions.*", many=True)
     dev_fraction: float = opt(0.1, "share of --train-file carved out as dev when no "
                                    "--validation-file is given")
     max_train_samples: int | None = opt(None, "use only the first N training rows (after the "
@@ -95,14 +107,22 @@ class TrainArgs(ModelArgs, DataArgs):
                                       "no ZeRO, as ds_configs/cpu.json")
     precision: str = opt("auto", "auto (as the DeepSpeed config says, else fp32), fp32, bf16 "
                                  "or fp16 (GPU only)", ["auto", "fp32", "bf16", "fp16"])
-    batch_size: int = opt(32, "micro-batch size per device")
+    # None = "task default": resolved from ptv2_ds/recipes.py when TrainArgs is made
+    prefix_len: int | None = opt(None, "prompt length P (prefix positions per layer for ptv2, "
+                                       "prompt tokens for --method prompt); default: per task "
+                                       "(ptv2_ds/recipes.py), else 16")
+    batch_size: int | None = opt(None, "micro-batch size per device (default: per task, "
+                                       "ptv2_ds/recipes.py, else 32)")
     grad_accum: int = opt(1, "gradient accumulation steps")
-    lr: float | None = opt(None, "peak learning rate (default: 5e-3 ptv2, 1e-2 prompt, "
+    lr: float | None = opt(None, "peak learning rate (default: per task and method, "
+                                 "ptv2_ds/recipes.py, else 5e-3 ptv2, 1e-2 prompt, "
                                  "2e-5 finetune)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     warmup_ratio: float = opt(0.0, "share of the optimizer steps used for linear warm-up; "
                                    "the rate then decays linearly to 0")
-    epochs: float = opt(3.0, "training epochs (ignored when --max-steps is set)")
+    epochs: float | None = opt(None, "training epochs (ignored when --max-steps is set; "
+                                     "default: per task and method, ptv2_ds/recipes.py, "
+                                     "else 3)")
     max_steps: int | None = opt(None, "optimizer steps to train (overrides --epochs)")
     eval_every: int | None = opt(None, "evaluate every N optimizer steps (default: every epoch)")
     eval_batch_size: int = opt(64, "batch size for evaluation")
@@ -115,6 +135,24 @@ class TrainArgs(ModelArgs, DataArgs):
     resume: str = opt("auto", "auto: continue from the newest checkpoint in OUT/checkpoints if "
                               "there is one; none: start fresh; or a checkpoint directory")
     save_total_limit: int = opt(2, "checkpoints kept in OUT/checkpoints")
+    # multi-task P-Tuning v2 (MPT-2), docs/multitask.md
+    tasks: str | list | None = opt(None, "multi-task run: comma-separated task names sharing "
+                                         "one prompt, one head each (instead of --task)")
+    task_sampling: str = opt("proportional", "--tasks: which data set each batch comes from: "
+                                             "proportional (every batch of every set once per "
+                                             "epoch) or temperature:T (p_i ~ n_i^(1/T))")
+    init_prompt: str | None = opt(None, "start from the prompt (and this task's head, if it "
+                                        "has one) of an artifact, e.g. a --tasks run's")
+
+    def __post_init__(self):
+        # the one place where "task default" (None) becomes a number: every TrainArgs, from
+        # flags, YAML or Python, reaches the trainer resolved; task_defaults says what was
+        # filled in (not a field: not a flag, not part of a checkpoint's run config)
+        from .recipes import resolve
+        from .tasks.mixture import normalize_task_args
+
+        normalize_task_args(self)  # --task/--tasks and TASK=PATH files, checked
+        self.task_defaults = resolve(self)
 
 
 @dataclass
@@ -149,6 +187,11 @@ class EvalArgs(InferenceArgs):
 
 @dataclass
 class PredictArgs(InferenceArgs):
+    artifact: list[str] | None = opt(None, "artifact directory written by ptv2 train "
+                                           "(OUT/artifact); repeat it (ptv2 artifacts of one "
+                                           "backbone, NAME=PATH to rename a task) to predict "
+                                           "mixed-task input: JSON lines with a 'task' field "
+                                           "(docs/serving.md)", many=True)
     input: str = opt(None, "data file in the task's published format (labels optional)")
     output: str = opt("predictions.jsonl", "where predictions go, in input order: JSON lines "
                                            "(classification: label + scores; tagging: tokens "
@@ -156,14 +199,53 @@ class PredictArgs(InferenceArgs):
                                            "the official SQuAD scripts read")
 
 
-REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input")}
+@dataclass
+class ServeArgs:
+    """``ptv2 serve``: an HTTP JSON API over ptv2 artifacts of one backbone (docs/serving.md)."""
+
+    artifact: list[str] | None = opt(None, "artifact directory (OUT/artifact); repeat it to "
+                                           "serve several tasks on one backbone (NAME=PATH "
+                                           "serves a task under another name)", many=True)
+    model: str | None = opt(None, "backbone (default: the one the artifacts were trained on)")
+    model_path: str | None = opt(None, "weights directory for a GLM preset")
+    max_seq_len: int | None = opt(None, "default: each artifact's")
+    host: str = opt("127.0.0.1", "address to listen on")
+    port: int = opt(8080, "port to listen on")
+    max_batch: int = opt(32, "examples run together at most (requests are merged up to this)")
+    max_wait_ms: float = opt(10.0, "how long the first request of a batch waits for others")
+    max_items: int = opt(256, "examples one request may hold (more: 413)")
+    max_chars: int = opt(100_000, "characters one example may hold over all its text fields "
+                                  "(more: 413)")
+    device: str = opt("auto", "auto: the GPU when one is visible, else the CPU",
+                      ["auto", "cpu", "cuda"])
+    precision: str = opt("auto", "auto: the training precision on a GPU, fp32 on the CPU",
+                         ["auto", "fp32", "bf16", "fp16"])
+
+
+@dataclass
+class SweepArgs:
+    """``ptv2 sweep``: the grid itself lives in the YAML file (see ptv2_ds/sweep.py)."""
+
+    config: str = opt(None, "sweep YAML: base options, grid, overrides, output_dir "
+                            "(docs/sweeps.md)")
+    dry_run: bool = opt(False, "list the runs (and which are finished) without running any")
+    summarize_only: bool = opt(False, "only write summary.csv/summary.md (and the plot) from "
+                                      "the runs found")
+    jobs: int = opt(1, "runs at the same time (each a `ptv2 train` process)")
+
+
+REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input"),
+            ServeArgs: ("artifact",),
+            SweepArgs: ("config",)}
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One flag per dataclass field. Defaults are left unset (None) on the parser so that
     values from --config can be told apart from flags the user typed."""
-    parser.add_argument("--config", metavar="RUN.yaml",
-                        help="YAML file setting any of these options; flags override it")
+    names = {f.name for f in dataclasses.fields(cls)}
+    if "config" not in names:  # a command whose own option is a YAML file reads it itself
+        parser.add_argument("--config", metavar="RUN.yaml",
+                            help="YAML file setting any of these options; flags override it")
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         meta = f.metadata
@@ -174,7 +256,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
             continue
         parser.add_argument(flag, dest=f.name, default=None, choices=meta.get("choices"),
                             type=_type_of(f), metavar=None if meta.get("choices") else
-                            f.name.upper(), help=meta["help"] + default_text)
+                            f.name.upper(), help=meta["help"] + default_text,
+                            action="append" if meta.get("many") else "store")
 
 
 def _type_of(f):
@@ -189,7 +272,8 @@ def _type_of(f):
 def build(cls, namespace: argparse.Namespace):
     """Defaults <- YAML file (--config) <- flags typed on the command line."""
     values = {}
-    if getattr(namespace, "config", None):
+    if getattr(namespace, "config", None) and "config" not in {
+            f.name for f in dataclasses.fields(cls)}:
         values.update(read_yaml(namespace.config, cls))
     for f in dataclasses.fields(cls):
         typed = getattr(namespace, f.name, None)
@@ -217,7 +301,7 @@ def read_yaml(path: str, cls) -> dict:
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in fields:
-            raise SystemExit(f"error: {path}: unknown option {key!r} "
+            raise SystemExit(f"error: {path}: unknown option {key!r}{did_you_mean(name, fields)} "
                              f"(known: {', '.join(sorted(fields))})")
         f = fields[name]
         choices = f.metadata.get("choices")
@@ -234,3 +318,11 @@ def read_yaml(path: str, cls) -> dict:
                              f"got {value!r}")
         out[name] = value
     return out
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'prefix_len'?)`` for the closest known name, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -39,13 +39,29 @@ class PromptSettings:
             raise UserError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
 
 
+@dataclass
+class HeadSpec:
+    """One task's head in a multi-task model: the head kind (``heads.build_head``), its output
+    width and, for ``verbalizer``, the label words."""
+
+    kind: str
+    num_outputs: int
+    verbalizer: list[str] | None = None
+
+
 class PromptedModel(nn.Module):
     """Backbone + prompt + head. ``forward(batch)`` returns the head's output: class logits
-    [B, C], per-token tag logits [B, S, T] or start/end logits [B, S, 2] (see ``heads``)."""
+    [B, C], per-token tag logits [B, S, T] or start/end logits [B, S, 2] (see ``heads``).
 
-    def __init__(self, backbone: Backbone, settings: PromptSettings, num_outputs: int,
-                 head: str = "linear", verbalizer: list[str] | None = None,
-                 head_dropout: float = 0.1):
+    Multi-task (MPT-2): with ``heads={task: HeadSpec}`` the prompt is shared and each task has
+    its own head in ``self.heads`` (an ``nn.ModuleDict``; there is no ``self.head``), chosen
+    per batch by ``forward(batch, task=name)``. A single-task model is exactly what it always
+    was (``self.head``, parameter names ``head.*``)."""
+
+    def __init__(self, backbone: Backbone, settings: PromptSettings,
+                 num_outputs: int | None = None, head: str = "linear",
+                 verbalizer: list[str] | None = None, head_dropout: float = 0.1, *,
+                 heads: dict[str, HeadSpec] | None = None):
         super().__init__()
         self.backbone = backbone
         self.settings = settings
@@ -61,20 +77,38 @@ class PromptedModel(nn.Module):
             # the input prompt occupies P positions of the sequence: encode() truncates the
             # text to what is left
             backbone.max_positions -= s.prefix_len
-        self.head = build_head(head, backbone.hidden_size, num_outputs, backbone=backbone,
-                               verbalizer=verbalizer, dropout=head_dropout)
+        self.heads: nn.ModuleDict | None = None
+        if heads is None:
+            self.head = build_head(head, backbone.hidden_size, num_outputs, backbone=backbone,
+                                   verbalizer=verbalizer, dropout=head_dropout)
+        else:  # built in task order: the initialisation is fixed by the seed and the order
+            self.heads = nn.ModuleDict({
+                name: build_head(spec.kind, backbone.hidden_size, spec.num_outputs,
+                                 backbone=backbone, verbalizer=spec.verbalizer,
+                                 dropout=head_dropout) for name, spec in heads.items()})
         # Frozen means frozen: no backbone parameter requires a gradient, so the optimizer
         # (built from requires_grad parameters only) never sees them.
         backbone.requires_grad_(s.method == "finetune")
 
     def forward(self, batch: dict[str, torch.Tensor],
-                prefix_mask: torch.Tensor | None = None) -> torch.Tensor:
+                prefix_mask: torch.Tensor | None = None, task: str | None = None
+                ) -> torch.Tensor:
+        """``task``: which head a multi-task model applies (ignored by a single-task one)."""
+        head = self.head if self.heads is None else self.task_head(task)
         B = batch["input_ids"].shape[0]
         prefix = self.deep_prompt(B) if self.deep_prompt is not None else None
         input_prompt = self.input_prompt(B) if self.input_prompt is not None else None
         hidden = self.backbone(batch, prefix=prefix, prefix_mask=prefix_mask,
                                input_prompt=input_prompt)
-        return self.head(hidden, batch, self.backbone)
+        return head(hidden, batch, self.backbone)
+
+    def task_head(self, task: str | None) -> nn.Module:
+        """The head of ``task`` (a multi-task model), or the one head."""
+        if self.heads is None:
+            return self.head
+        if task not in self.heads:
+            raise ValueError(f"this model has heads for {', '.join(self.heads)}, not {task!r}")
+        return self.heads[task]
 
     # ---- parameters and export -------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -95,8 +129,12 @@ class PromptedModel(nn.Module):
             tensors["deep_prompt.table"] = self.deep_prompt.collapsed_table()
         if self.input_prompt is not None:
             tensors["input_prompt.table"] = self.input_prompt.collapsed_table()
-        for name, tensor in self.head.state_dict(keep_vars=keep_vars).items():
-            tensors[f"head.{name}"] = tensor
+        if self.heads is None:
+            for name, tensor in self.head.state_dict(keep_vars=keep_vars).items():
+                tensors[f"head.{name}"] = tensor
+        else:  # heads.<task>.<name>: see artifacts.task_view
+            for name, tensor in self.heads.state_dict(keep_vars=keep_vars).items():
+                tensors[f"heads.{name}"] = tensor
         if self.settings.method == "finetune":  # the backbone changed too
             for name, tensor in self.backbone.state_dict(keep_vars=keep_vars).items():
                 tensors[f"backbone.{name}"] = tensor

@@ -16,12 +16,18 @@ SRL (conll05 conll12), extractive QA (squad squad_v2); formats in docs/tasks.md.
 
 commands:
   train    train prompts (and a head) for a task; writes OUT/metrics.json, OUT/artifact/,
-           OUT/tb/ (TensorBoard) and OUT/checkpoints/
+           OUT/tb/ (TensorBoard) and OUT/checkpoints/; --tasks a,b: one shared prompt, one
+           head per task (MPT-2, docs/multitask.md)
   eval     score an artifact on a labelled file; prints one JSON object of metrics
   predict  predictions in input order: JSON lines (label + scores; tokens + tags) or, for
            QA, the {question id: answer} JSON the official SQuAD scripts read
+           (several --artifact: mixed-task JSON lines, each with a 'task' field)
+  serve    an HTTP JSON API (FastAPI) answering every task of the artifacts given, on one
+           backbone, batching concurrent requests; docs/serving.md
   params   trainable / backbone parameter counts for a model and prompt setting
   plan     per-GPU memory budget for a model, cluster shape and prompt setting
+  sweep    a grid of train runs from one YAML file (skips finished runs), then summary.csv,
+           summary.md (mean ± std over seeds) and an optional plot; docs/sweeps.md
 
 Every option can also come from --config run.yaml; flags override the file.
 Multi-process: deepspeed --num_gpus N --module ptv2_ds.cli.main train|eval|predict ...
@@ -44,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cfg.TrainArgs, "train a task with ptv2, prompt or finetune"),
         ("eval", cfg.EvalArgs, "evaluate an artifact on labelled data"),
         ("predict", cfg.PredictArgs, "predict labels for a data file with an artifact"),
+        ("serve", cfg.ServeArgs, "serve artifacts of one backbone over HTTP (JSON)"),
         ("params", cfg.ParamsArgs, "count trainable and backbone parameters"),
         ("plan", PlanArgs, "per-GPU memory budget and whether it fits (exit 0 = fits)"),
+        ("sweep", cfg.SweepArgs, "run a grid of train runs from a sweep YAML and summarise"),
     ]:
         p = sub.add_parser(name, help=text, description=text)
         cfg.add_arguments(p, cls)
@@ -96,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args: cfg.TrainArgs) -> int:
+    from ..recipes import describe
+    from ..trainer import distributed as dist_env
     from ..trainer import train
     from ..trainer.guards import EXIT_DIVERGED, EXIT_PREEMPTED, Preempted, TrainingDiverged
 
+    applied = describe(args.task_defaults, args.method, args.max_steps)
+    if applied and dist_env.is_main():
+        print(f"[ptv2] task defaults for {args.task or ','.join(args.tasks)}/{args.method}: "
+              f"{applied}", flush=True)
     try:
         train(args)
     except Preempted as e:
@@ -120,7 +134,7 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
 
     meta = read_meta(args.artifact)
     # the data is read and checked before the backbone is loaded: bad rows fail in seconds
-    task = task_from_meta(meta, args.task, null_threshold=args.null_threshold)
+    task = task_from_meta(meta, args.task, args.artifact, null_threshold=args.null_threshold)
     rows = task.read_file(data_file, require_labels=require_labels,
                           skip_bad_rows=args.skip_bad_rows)
     device, precision = inference_placement(args.device, args.precision, meta)
@@ -152,9 +166,17 @@ def cmd_eval(args: cfg.EvalArgs) -> int:
 
 
 def cmd_predict(args: cfg.PredictArgs) -> int:
+    import dataclasses
+
     from ..trainer import distributed as dist_env
     from ..trainer import predict
 
+    artifacts = [args.artifact] if isinstance(args.artifact, str) else list(args.artifact)
+    if len(artifacts) > 1:  # mixed-task input over one backbone (docs/serving.md)
+        from ..serving.mixed import predict_mixed
+
+        return predict_mixed(args, artifacts)
+    args = dataclasses.replace(args, artifact=artifacts[0])
     model, task, rows, encoded, device = _artifact_and_data(args, args.input,
                                                             require_labels=False)
     predictions = predict(model, encoded, task, model.backbone, device, args.batch_size,
@@ -163,6 +185,12 @@ def cmd_predict(args: cfg.PredictArgs) -> int:
         task.write_predictions(args.output, predictions, rows)
         print(f"[ptv2] wrote {len(rows)} predictions to {args.output}", file=sys.stderr)
     return 0
+
+
+def cmd_serve(args: cfg.ServeArgs) -> int:
+    from ..serving.server import serve
+
+    return serve(args)
 
 
 def cmd_params(args: cfg.ParamsArgs) -> int:
@@ -192,8 +220,16 @@ def cmd_plan(args: PlanArgs) -> int:
     return run(args)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "params": cmd_params,
-            "plan": cmd_plan}
+def cmd_sweep(args: cfg.SweepArgs) -> int:
+    from ..sweep import run_sweep
+
+    return run_sweep(args.config, dry_run=args.dry_run, summarize_only=args.summarize_only,
+                     jobs=args.jobs)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "serve": cmd_serve,
+            "params": cmd_params,
+            "plan": cmd_plan, "sweep": cmd_sweep}
 
 if __name__ == "__main__":
     sys.exit(main())

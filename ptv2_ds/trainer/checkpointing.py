@@ -48,6 +48,10 @@ IGNORABLE = frozenset({
     "deepspeed",            # the path; its contents are compared as zero_stage (and ds_config)
 })
 
+SINGLE_TASK_DEFAULTS = {"tasks": None, "task_sampling": "proportional", "init_prompt": None}
+# options added later, left out at their defaults so that older checkpoints still resume
+LATER_DEFAULTS = {"cpu_dropout": "fast"}
+
 # names for keys of the run configuration that are not command-line flags
 _KEY_NAMES = {"world_size": "world size (ranks)", "zero_stage": "ZeRO stage",
               "ds_config": "DeepSpeed config"}
@@ -61,6 +65,15 @@ def make_run_config(args, *, world_size: int, zero_stage: int, **resolved) -> di
     per-method default, ``precision=`` the precision resolved from "auto")."""
     config = dataclasses.asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args))
     config.update(world_size=world_size, zero_stage=zero_stage, **resolved)
+    # options added with multi-task training are left out of a single-task run's at their
+    # defaults, so that single-task checkpoints written before them still resume
+    if config.get("tasks") is None:
+        for key, default in SINGLE_TASK_DEFAULTS.items():
+            if config.get(key, default) == default:
+                config.pop(key, None)
+    for key, default in LATER_DEFAULTS.items():
+        if config.get(key, default) == default:
+            config.pop(key, None)
     return _jsonable(config)
 
 

@@ -16,14 +16,14 @@ from ..tasks import Encoded, Task, make_loader
 
 @torch.no_grad()
 def predict(model, encoded: Encoded, task: Task, backbone, device, batch_size: int,
-            show_progress: bool = False) -> list:
+            show_progress: bool = False, head: str | None = None) -> list:
     """One prediction per example of ``encoded`` (in order). Features run in batches sorted by
     length (less padding), their results put back in order before decoding.
 
     With several ranks (a process group is up) each rank runs an equal contiguous share of the
     features (the last share padded with repeats, so every rank runs the same number of
     forwards, which ZeRO-3 needs) and the results are gathered on every rank before decoding:
-    every rank must call this."""
+    every rank must call this. ``head``: the task whose head a multi-task model applies."""
     was_training = model.training
     model.eval()
     rank, world = _rank_and_world()
@@ -38,7 +38,8 @@ def predict(model, encoded: Encoded, task: Task, backbone, device, batch_size: i
     loader = make_loader(Subset(encoded, [mine[i] for i in order]), task, backbone, batch_size)
     for batch in tqdm(loader, desc="evaluating", disable=not show_progress, leave=False):
         batch = {k: v.to(device) for k, v in batch.items()}
-        for result in task.batch_results(model(batch), batch):
+        outputs = model(batch) if head is None else model(batch, task=head)
+        for result in task.batch_results(outputs, batch):
             results[order[done]] = result
             done += 1
     results = results[:real]
@@ -58,7 +59,9 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 def evaluate(model, encoded: Encoded, task: Task, backbone, device, batch_size: int,
-             show_progress: bool = False) -> tuple[dict[str, float], list]:
+             show_progress: bool = False, head: str | None = None
+             ) -> tuple[dict[str, float], list]:
     """(metrics, predictions) on a labelled split."""
-    predictions = predict(model, encoded, task, backbone, device, batch_size, show_progress)
+    predictions = predict(model, encoded, task, backbone, device, batch_size, show_progress,
+                          head)
     return task.score(predictions, encoded.examples), predictions

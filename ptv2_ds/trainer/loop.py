@@ -3,6 +3,12 @@
 config -> DeepSpeed config -> model (backbone + prompt + head; under ZeRO-3 the backbone is
 built partitioned) -> task data -> DeepSpeed engine -> loop with periodic evaluation ->
 metrics.json, artifact/, tb/, train_log.jsonl, checkpoints/.
+
+Multi-task (``--tasks a,b``, MPT-2) is the same recipe with one shared prompt, one head per
+task and a ``Mixture`` of the tasks' training sets (each batch from one set, the task order a
+function of seed and epoch: ``tasks/mixture.py``); evaluation scores every task (``a/f1``,
+...) and their ``mean``, which picks the best checkpoint. A single-task run is the mixture of
+one task: the same batches in the same order as before multi-task training existed.
 """
 from __future__ import annotations
 
@@ -14,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..artifacts import StreamedArtifact, save_artifact
+from ..inference import init_from_artifact
 from ..builder import DEFAULT_LR, build_model
 from ..config import TrainArgs
-from ..tasks import Task, build_task, load_splits, make_loader
+from ..tasks import Task, build_task, load_splits
+from ..tasks.mixture import Mixture, check_task_data, stack_metrics, task_files
 from . import checkpointing
 from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
@@ -47,17 +54,19 @@ def linear_schedule(warmup_steps: int, total_steps: int):
     return factor
 
 
-def task_from_args(args) -> Task:
-    """The task named by ``--task`` with the run's family options (each family reads its own:
-    the head choice, tagging columns, QA windows and answer rules)."""
-    return build_task(args.task, head=args.head, template=args.template,
+def task_from_args(args, name: str | None = None) -> Task:
+    """The task named by ``--task`` (or ``name``, one of ``--tasks``) with the run's family
+    options (each family reads its own: the head choice, tagging columns, QA windows and answer
+    rules)."""
+    return build_task(name or args.task, head=args.head, template=args.template,
                       verbalizer=args.verbalizer, token_column=args.token_column,
                       tag_column=args.tag_column, doc_stride=args.doc_stride, n_best=args.n_best,
                       max_answer_len=args.max_answer_len, null_threshold=args.null_threshold)
 
 
 def train(args: TrainArgs) -> dict:
-    """Train one task with one method; returns the metrics written to OUT/metrics.json.
+    """Train one task (or, with ``args.tasks``, several sharing one prompt) with one method;
+    returns the metrics written to OUT/metrics.json.
 
     Raises ``Preempted`` after checkpointing on SIGTERM/SIGUSR1 and ``TrainingDiverged`` when
     the loss goes non-finite (the CLI turns both into exit codes)."""
@@ -72,9 +81,19 @@ def train(args: TrainArgs) -> dict:
 
 def _train(args: TrainArgs) -> dict:
     # bad names, options and data files fail here, before any process group or model
-    task = task_from_args(args)
-    splits = load_splits(task, args.train_file, args.validation_file, args.test_file,
-                         args.dev_fraction, args.seed, skip_bad_rows=args.skip_bad_rows)
+    multi = args.tasks is not None
+    names = list(args.tasks) if multi else [args.task]
+    tasks: dict[str, Task] = {n: task_from_args(args, n) for n in names}
+    splits: dict[str, dict] = {}
+    for n, t in tasks.items():
+        train_file, validation_file, test_file = task_files(args, n)
+        check_task_data(t, train_file, multi)
+        splits[n] = load_splits(t, train_file, validation_file, test_file, args.dev_fraction,
+                                args.seed, skip_bad_rows=args.skip_bad_rows)
+    if args.init_prompt:
+        from ..artifacts import read_meta
+
+        read_meta(args.init_prompt)  # a missing or broken artifact fails before the model
     ds_file_config = load_ds_config(args.deepspeed)
     dist_env.ensure_dist_env()
     dist_env.prepare_cpu_collectives()
@@ -103,34 +122,45 @@ def _train(args: TrainArgs) -> dict:
     checkpointing.check_resume(out / CHECKPOINTS, args.resume, run_config)
 
     # ---- model and task data --------------------------------------------------------------
-    model = build_model(args, task, ds_config=ds_config)
+    model = (build_model(args, tasks=tasks, ds_config=ds_config) if multi else
+             build_model(args, tasks[names[0]], ds_config=ds_config))
     model.backbone.fingerprint()  # collective under ZeRO-3; cached for the artifact
+    if args.init_prompt:
+        notes = init_from_artifact(model, args.init_prompt, tasks)
+        if main:
+            print(f"[ptv2] prompt loaded from --init-prompt {args.init_prompt}; "
+                  + "; ".join(notes))
     counts = model.parameter_counts()
     backbone = model.backbone
-    max_len = min(args.max_seq_len or task.default_max_seq_len, backbone.max_positions)
-    train_rows = splits["train"][: args.max_train_samples] if args.max_train_samples \
-        else splits["train"]
-    train_set = task.encode(train_rows, backbone, max_len, show_progress=main)
-    dev_set = task.encode(splits["dev"], backbone, max_len, show_progress=main)
-    # the sampler's seed and epoch fix the data order; the loader gets its own generator so
-    # that starting an epoch does not draw from the global RNG (exact resume)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=args.seed)
-    train_loader = make_loader(train_set, task, backbone, args.batch_size, sampler=sampler,
-                               seed=args.seed)
+    max_lens, train_rows, train_sets, dev_sets = {}, {}, {}, {}
+    for n, t in tasks.items():
+        max_lens[n] = min(args.max_seq_len or t.default_max_seq_len, backbone.max_positions)
+        train_rows[n] = splits[n]["train"][: args.max_train_samples] \
+            if args.max_train_samples else splits[n]["train"]
+        train_sets[n] = t.encode(train_rows[n], backbone, max_lens[n], show_progress=main)
+        dev_sets[n] = t.encode(splits[n]["dev"], backbone, max_lens[n], show_progress=main)
+    # each task's sampler seed and pass fix its data order, the mixture's seed and epoch the
+    # order of the tasks; loaders get their own generators so that starting an epoch does not
+    # draw from the global RNG (exact resume)
+    mixture = Mixture(train_sets, tasks, backbone, args.batch_size, world=world, rank=rank,
+                      seed=args.seed, sampling=args.task_sampling)
+    main_key = "mean" if multi else tasks[names[0]].main_metric
 
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / args.grad_accum))
+    steps_per_epoch = max(1, math.ceil(len(mixture) / args.grad_accum))
     total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
     eval_every = args.eval_every or steps_per_epoch
 
     # ---- DeepSpeed engine: only trainable parameters reach the optimizer ---------------
     trainable = model.trainable_parameters()
+    # multi-task: one parameter group per head, so that a step can leave the heads of the
+    # tasks it did not train on untouched (``_freeze_idle_heads``)
+    groups, head_groups = _param_groups(model, trainable) if multi else (trainable, {})
     optimizer = None
     if "optimizer" not in ds_config:
-        optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=args.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay)
     warmup = int(args.warmup_ratio * total_steps)
     engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=trainable, optimizer=optimizer, config=ds_config,
+        model=model, model_parameters=groups, optimizer=optimizer, config=ds_config,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
             opt, linear_schedule(warmup, total_steps)))
     device = engine.device
@@ -145,31 +175,45 @@ def _train(args: TrainArgs) -> dict:
                  "params/trainable_ratio": counts["trainable_ratio"]}, 0)
     log.text("config", "```\n" + json.dumps(vars(args), indent=2) + "\n```")
     if main:
-        print(f"[ptv2] task={task.name} method={args.method} backbone={args.model} "
+        print(f"[ptv2] task={','.join(names)} method={args.method} backbone={args.model} "
               f"precision={precision} world_size={world} zero_stage={stage}")
         print(f"[ptv2] trainable {counts['trainable_params']:,} / backbone "
               f"{counts['backbone_params']:,} parameters ({100 * counts['trainable_ratio']:.3f}%)")
-        print(f"[ptv2] {len(train_rows)} train / {len(splits['dev'])} dev examples "
-              f"({len(train_set)} / {len(dev_set)} model inputs); {total_steps} "
-              f"optimizer steps of {args.batch_size * args.grad_accum * world} examples"
+        for n in names:
+            print(f"[ptv2] {f'{n}: ' if multi else ''}{len(train_rows[n])} train / "
+                  f"{len(splits[n]['dev'])} dev examples ({len(train_sets[n])} / "
+                  f"{len(dev_sets[n])} model inputs)"
+                  + (f"; {mixture.counts[n]} of {len(mixture)} batches per epoch "
+                     f"(--task-sampling {args.task_sampling})" if multi else ""))
+        print(f"[ptv2] {total_steps} optimizer steps of "
+              f"{args.batch_size * args.grad_accum * world} examples"
               + (f"; resumed from {resumed_from} at step {state['step']}" if resumed_from else ""))
+        idle = [n for n in names if mixture.counts[n] == 0]
+        if idle:
+            print(f"[ptv2] warning: --task-sampling {args.task_sampling} gives "
+                  f"{', '.join(idle)} no batch in an epoch: they are not trained")
 
     def run_eval() -> dict:
-        metrics, _ = evaluate(engine, dev_set, task, backbone, device, args.eval_batch_size)
+        per_task = {}
+        for n, t in tasks.items():
+            per_task[n], _ = evaluate(engine, dev_sets[n], t, backbone, device,
+                                      args.eval_batch_size, head=n if multi else None)
+        metrics = (stack_metrics(per_task, {n: t.main_metric for n, t in tasks.items()})
+                   if multi else per_task[names[0]])
         step = state["step"]
         state["history"].append({"step": step, **metrics})
-        improved = (state["best"] is None or
-                    metrics[task.main_metric] > state["best"][task.main_metric])
+        improved = (state["best"] is None or metrics[main_key] > state["best"][main_key])
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
-            _write_artifact(engine, model, args, task, max_len, precision, counts,
+            _write_artifact(engine, model, args, tasks, max_lens, precision, counts,
                             out / "artifact")
         log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
         if main:
-            _write_metrics(out, args, task, counts, state, final=None)
+            _write_metrics(out, args, names, main_key, counts, state, final=None)
+            shown = ([main_key] + [f"{n}/{t.main_metric}" for n, t in tasks.items()] if multi
+                     else list(metrics)[:4])  # multi-task: the mean and each main metric
             tqdm.write(f"[ptv2] step {step}: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in list(metrics.items())[:4])
-                + (" (best)" if improved else ""))
+                f"{k}={metrics[k]:.4f}" for k in shown) + (" (best)" if improved else ""))
         return metrics
 
     def checkpoint() -> None:
@@ -181,16 +225,18 @@ def _train(args: TrainArgs) -> dict:
                dynamic_ncols=True)
     window = {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0, "t0": time.perf_counter()}
     step_losses: list[float] = []
+    step_tasks: list[str] = []
     consecutive_skips = 0
     last_eval_step = state["step"] if resumed_from else -1
     try:
         while state["step"] < total_steps:
-            sampler.set_epoch(state["epoch"])
-            for index, batch in enumerate(train_loader):
-                if index < state["batch_in_epoch"]:
-                    continue  # resuming inside an epoch: skip the batches already trained on
+            if multi and world > 1:
+                _check_same_schedule(mixture.schedule(state["epoch"]), state["epoch"])
+            # resuming inside an epoch starts after the batches already trained on
+            for index, name, batch in mixture.epoch(state["epoch"], state["batch_in_epoch"]):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = task.loss(engine(batch), batch)
+                outputs = engine(batch, task=name) if multi else engine(batch)
+                loss = tasks[name].loss(outputs, batch)
                 preempt, not_finite, global_loss = flags.agree(loss, device)
                 if not_finite and not engine.fp16_enabled():
                     raise TrainingDiverged(
@@ -198,8 +244,11 @@ def _train(args: TrainArgs) -> dict:
                         f"({precision}); stopped before applying it. The last good checkpoint "
                         f"is in {out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
                 engine.backward(loss)
-                boundary_norm = (_local_grad_norm(trainable)
-                                 if engine.is_gradient_accumulation_boundary() else None)
+                boundary = engine.is_gradient_accumulation_boundary()
+                boundary_norm = _local_grad_norm(trainable) if boundary else None
+                step_tasks.append(name)
+                if boundary and head_groups:
+                    _freeze_idle_heads(optimizer, head_groups, set(step_tasks))
                 try:
                     engine.step()
                 except Exception as e:  # DeepSpeed raises a bare Exception at the scale floor
@@ -208,6 +257,8 @@ def _train(args: TrainArgs) -> dict:
                     raise TrainingDiverged(
                         f"{e} (step {state['step'] + 1}); the last good checkpoint is in "
                         f"{out / CHECKPOINTS}. Lower --lr or use bf16.") from None
+                if boundary and head_groups:
+                    _thaw_heads(optimizer, head_groups)
                 state["batch_in_epoch"] = index + 1
                 step_losses.append(global_loss)
                 window["micro"] += 1
@@ -226,6 +277,11 @@ def _train(args: TrainArgs) -> dict:
                           "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
                           "skipped_steps": engine.skipped_steps,
                           "grad_norm": _grad_norm(engine, boundary_norm)}
+                if multi:  # the task(s) of this step's micro-batches
+                    record["task"] = ",".join(dict.fromkeys(step_tasks))
+                    if len(set(step_tasks)) == 1:
+                        log.scalars({f"train/loss/{step_tasks[0]}": step_loss}, state["step"])
+                step_tasks.clear()
                 log.step_line(record)
                 if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
                     raise TrainingDiverged(
@@ -275,25 +331,69 @@ def _train(args: TrainArgs) -> dict:
 
     final = dict(state["history"][-1]) if last_eval_step == state["step"] else run_eval()
     final.pop("step", None)
-    if args.test_file:
-        test_set = task.encode(splits["test"], backbone, max_len)
-        predictions = predict(engine, test_set, task, backbone, device, args.eval_batch_size)
-        if main:
-            task.write_predictions(out / ("test_" + task.prediction_file), predictions,
-                                   splits["test"])
+    for n, t in tasks.items():
+        if "test" not in splits[n]:
+            continue
+        test_set = t.encode(splits[n]["test"], backbone, max_lens[n])
+        predictions = predict(engine, test_set, t, backbone, device, args.eval_batch_size,
+                              head=n if multi else None)
+        if main:  # OUT/test_predictions.jsonl; multi-task: OUT/test_<task>_predictions.jsonl
+            t.write_predictions(out / ("test_" + (f"{n}_" if multi else "") + t.prediction_file),
+                                predictions, splits[n]["test"])
     report = zero_report(engine, model, device)  # collective
-    result = _write_metrics(out, args, task, counts, state, final) if main else {}
+    result = _write_metrics(out, args, names, main_key, counts, state, final) if main else {}
     if main:
         (out / "zero_report.json").write_text(json.dumps(
             {"zero_stage": stage, "world_size": world, **counts, "ranks": report}, indent=2))
     if main:
-        print(f"[ptv2] best {task.main_metric} {state['best'][task.main_metric]:.4f} at step "
+        print(f"[ptv2] best {main_key} {state['best'][main_key]:.4f} at step "
               f"{state['best_step']}; metrics: {out / 'metrics.json'}; artifact: "
               f"{out / 'artifact'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
     return result
 
 
 # ---- helpers -------------------------------------------------------------------------------
+def _param_groups(model, trainable: list) -> tuple[list[dict], dict[str, int]]:
+    """Optimizer groups of a multi-task model: the shared parameters (the prompt; for finetune
+    the backbone) first, then one group per head; and task name -> its head's group."""
+    groups, head_groups, in_heads = [], {}, set()
+    for name, head in model.heads.items():
+        params = [p for p in head.parameters() if p.requires_grad]
+        in_heads.update(id(p) for p in params)
+        if params:
+            head_groups[name] = len(groups) + 1
+            groups.append({"params": params})
+    shared = [p for p in trainable if id(p) not in in_heads]
+    return [{"params": shared}] + groups, head_groups
+
+
+def _freeze_idle_heads(optimizer, head_groups: dict[str, int], active: set[str]) -> None:
+    """Learning rate 0 for the heads of tasks without a batch in this optimizer step: their
+    parameters stay exactly as they are (under ZeRO or several ranks an unused parameter gets a
+    zero gradient, not none, and Adam's momentum alone would still move it)."""
+    for name, index in head_groups.items():
+        if name not in active:
+            optimizer.param_groups[index]["lr"] = 0.0
+
+
+def _thaw_heads(optimizer, head_groups: dict[str, int]) -> None:
+    """Every head group back at the shared group's rate (the schedule is the same for all;
+    the scheduler has already stepped unless the step was skipped)."""
+    lr = optimizer.param_groups[0]["lr"]
+    for index in head_groups.values():
+        optimizer.param_groups[index]["lr"] = lr
+
+
+def _check_same_schedule(schedule: list[str], epoch: int) -> None:
+    """Every rank must train on the same task in each step (one head's gradients reduced
+    together); the schedule is a function of seed and epoch, and this makes sure of it."""
+    shares: list = [None] * dist_env.world_size()
+    torch.distributed.all_gather_object(shares, schedule)
+    if any(s != schedule for s in shares):
+        raise RuntimeError(f"epoch {epoch}: the ranks' task schedules differ (the training "
+                           "sets must be the same on every rank)")
+
+
 def _local_grad_norm(params) -> float | None:
     """L2 norm of the gradients held in ``p.grad`` (None when ZeRO partitions them away)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -311,10 +411,14 @@ def _grad_norm(engine, fallback: float | None) -> float | None:
     return float(norm.item() if torch.is_tensor(norm) else norm)
 
 
-def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict | None) -> dict:
+def _write_metrics(out: Path, args, names: list[str], main_key: str, counts: dict, state: dict,
+                   final: dict | None) -> dict:
+    """OUT/metrics.json. Multi-task: ``task`` is the comma-joined names, ``tasks`` the list,
+    metrics are ``task/metric`` plus ``mean`` (``main_metric``, which picks the best)."""
     best = dict(state["best"] or {})
     best["step"] = state["best_step"]
-    result = {"task": task.name, "method": args.method, "best": best,
+    multi = {"tasks": names, "main_metric": main_key} if args.tasks is not None else {}
+    result = {"task": ",".join(names), **multi, "method": args.method, "best": best,
               "final": ({**final, "step": state["step"]} if final is not None else None),
               **counts, "history": state["history"]}
     tmp = out / "metrics.json.tmp"
@@ -323,8 +427,8 @@ def _write_metrics(out: Path, args, task, counts: dict, state: dict, final: dict
     return result
 
 
-def _write_artifact(engine, model, args, task: Task, max_len: int, precision: str,
-                    counts: dict, directory: Path) -> None:
+def _write_artifact(engine, model, args, tasks: dict[str, Task], max_lens: dict[str, int],
+                    precision: str, counts: dict, directory: Path) -> None:
     """Gather prompt/head tensors (every rank takes part under ZeRO-3) and write on rank 0.
 
     ``finetune`` under ZeRO-3 holds the whole model: its parameters are gathered and written
@@ -332,7 +436,7 @@ def _write_artifact(engine, model, args, task: Task, max_len: int, precision: st
     import deepspeed
 
     main = dist_env.is_main()
-    meta = _artifact_meta(model, args, task, max_len, precision, counts) if main else None
+    meta = _artifact_meta(model, args, tasks, max_lens, precision, counts) if main else None
     if args.method == "finetune" and engine.zero_optimization_stage() == 3:
         sources = model.artifact_sources()
         specs = [(name, tuple(getattr(t, "ds_shape", t.shape)), t.dtype)
@@ -352,29 +456,40 @@ def _write_artifact(engine, model, args, task: Task, max_len: int, precision: st
         save_artifact(directory, tensors, meta)
 
 
-def _artifact_meta(model, args, task: Task, max_len: int, precision: str, counts: dict
-                   ) -> dict:
-    """What ``ptv2 eval``/``predict`` need to rebuild the model and the task."""
+def _artifact_meta(model, args, tasks: dict[str, Task], max_lens: dict[str, int],
+                   precision: str, counts: dict) -> dict:
+    """What ``ptv2 eval``/``predict`` need to rebuild the model and the task (multi-task: each
+    task's part under ``task_meta``, see ``artifacts``)."""
     s = model.settings
     deep = model.deep_prompt
-    options = task.options()
-    return {
-        "task": task.name,
-        "family": task.family,
-        "task_options": options,
-        "labels": list(task.labels),
+
+    def task_meta(name: str, task: Task) -> dict:
+        options = task.options()
+        return {"task": task.name, "family": task.family, "task_options": options,
+                "labels": list(task.labels),
+                "head": {"type": args.head, "verbalizer": options.get("verbalizer"),
+                         "dropout": args.head_dropout},
+                "template": options.get("template"), "max_seq_len": max_lens[name]}
+
+    shared = {
         "method": s.method,
         "prompt": {"prefix_len": s.prefix_len, "trained_reparam": s.reparam,
                    "stored_as": "embedding", "prefix_hidden": s.prefix_hidden,
                    "prefix_dropout": s.prefix_dropout,
                    "prefix_layers": list(deep.layers) if deep is not None else [],
                    "prompt_encoder": s.prompt_encoder},
-        "head": {"type": args.head, "verbalizer": options.get("verbalizer"),
-                 "dropout": args.head_dropout},
-        "template": options.get("template"),
-        "max_seq_len": max_len,
         "precision": precision,
         "backbone": {**model.backbone.describe(), "model": args.model,
                      "model_path": args.model_path},
         **counts,
     }
+    if args.tasks is None:
+        (name, task), = tasks.items()
+        one = task_meta(name, task)
+        # the single-task layout, key order included, as before multi-task artifacts
+        return {**{k: one[k] for k in ("task", "family", "task_options", "labels")},
+                "method": shared["method"], "prompt": shared["prompt"], "head": one["head"],
+                "template": one["template"], "max_seq_len": one["max_seq_len"],
+                **{k: v for k, v in shared.items() if k not in ("method", "prompt")}}
+    return {"multitask": True, "tasks": list(tasks),
+            "task_meta": {n: task_meta(n, t) for n, t in tasks.items()}, **shared}
