@@ -46,20 +46,47 @@ def prepare_cpu_collectives() -> None:
     a shared-memory collective op (about 25 s, once per environment path) even for a single
     process, which has no collectives to speed up: mark it unavailable there. Several CPU ranks
     do use it, so say what the wait is for."""
+    global _prepared
     quiet_dependency_warnings()
     from deepspeed.accelerator import get_accelerator
 
-    if get_accelerator().device_name() != "cpu":
+    if _prepared or get_accelerator().device_name() != "cpu":
         return
+    _prepared = True
     import deepspeed.ops
 
     if world_size() == 1:
         deepspeed.ops.__compatible_ops__[SHM_OP] = False
         return
+    _remove_stale_build_lock()
     if is_main():
         print("[ptv2] loading DeepSpeed's shared-memory op for CPU ranks (compiled on the first "
               "run in an environment, about 30 s; cached afterwards)", flush=True)
     atexit.register(_unlink_shm_buffer)  # the name is read at exit: the env is complete then
+
+
+_prepared = False
+STALE_LOCK_S = 600.0  # a compile of the op takes well under a minute
+
+
+def _remove_stale_build_lock() -> None:
+    """torch's extension builder serialises compiles with a lock file and waits for it
+    forever; a process killed mid-compile leaves it behind and every later multi-rank CPU run
+    hangs before training. A lock older than STALE_LOCK_S is removed, with a message."""
+    try:
+        import time
+
+        from torch.utils.cpp_extension import _get_build_directory
+
+        lock = os.path.join(_get_build_directory(SHM_OP, verbose=False), "lock")
+        age = time.time() - os.path.getmtime(lock)
+        if age > STALE_LOCK_S:
+            os.unlink(lock)
+            if is_main():
+                print(f"[ptv2] removed a stale build lock {lock} ({age / 60:.0f} min old, "
+                      "left by a killed compile)", flush=True)
+    except (OSError, ImportError, AttributeError, TypeError):
+        pass  # no lock (the usual case) or torch moved its private helper
 
 
 def shm_buffer_path(rank_: int | None = None) -> str:

@@ -338,3 +338,36 @@ def test_two_rank_sharded_eval_and_predict_equal_one_process(glm_reference, rte_
     assert [r["label"] for r in outputs[0]] == [r["label"] for r in outputs[1]]
     for a, b in zip(*outputs):
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+
+
+# ---- CPU collectives: stale compile locks and leaked shared memory ----------------------------
+
+def test_stale_build_lock_is_removed_fresh_one_kept(tmp_path, monkeypatch, capsys):
+    import torch.utils.cpp_extension as cpp
+
+    from ptv2_ds.trainer import distributed
+
+    monkeypatch.setattr(cpp, "_get_build_directory", lambda name, verbose: str(tmp_path))
+    lock = tmp_path / "lock"
+    lock.touch()
+    distributed._remove_stale_build_lock()
+    assert lock.exists()  # a compile may be running right now
+    old = time.time() - 2 * distributed.STALE_LOCK_S
+    os.utime(lock, (old, old))
+    distributed._remove_stale_build_lock()
+    assert not lock.exists() and "stale build lock" in capsys.readouterr().out
+
+
+def test_shm_buffer_path_follows_deepspeeds_naming(monkeypatch, tmp_path):
+    from ptv2_ds.trainer import distributed
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.shm_buffer_path() == \
+        f"/dev/shm/deepspeed_allreduce_buffer_{os.getuid()}_127.0.0.1_29511_1"
+    leftover = tmp_path / "buffer"
+    leftover.write_bytes(b"x")
+    distributed._unlink_shm_buffer(str(leftover))
+    distributed._unlink_shm_buffer(str(leftover))  # already gone: no error
+    assert not leftover.exists()
