@@ -16,6 +16,11 @@ see the same machine load. Both workers:
   ``.train()`` would run without dropout), fp32, ``--threads`` intra-op threads;
 * time a step = forward + cross-entropy + backward + AdamW step + zero_grad over the trainable
   parameters (prefix P = ``--prefix-len`` on every layer + the classifier).
+
+``--e2e`` also runs the whole ``ptv2 train`` (RTE from the same file, the same batch size, length
+and P, 16 optimizer steps, DeepSpeed engine, data loading, logging) and takes its step time from
+OUT/train_log.jsonl as (time of step 16 - time of step 4) / 12, and times 6 PEFT steps right
+before and 6 right after it (the mean is the comparison), so both see the same machine.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cpu-dropout", default="fast", choices=("fast", "torch"),
                    help="ptv2_ds's CPU dropout masks (see ptv2_ds/dropout.py)")
+    p.add_argument("--e2e", action="store_true", help="also time `ptv2 train` end to end")
     p.add_argument("--json", default=None, help="also write the result here")
     p.add_argument("--worker", choices=("ptv2", "peft"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -142,6 +148,33 @@ def start(python: str, name: str, args) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(line)
 
 
+def ask(proc: subprocess.Popen, steps: int) -> float:
+    """Seconds per step of ``steps`` steps of a worker."""
+    proc.stdin.write(f"{steps}\n")
+    proc.stdin.flush()
+    reply = json.loads(proc.stdout.readline())
+    return reply["seconds"] / reply["steps"]
+
+
+def ptv2_train_step_seconds(args) -> float:
+    """(t16 - t4) / 12 of a real `ptv2 train` run on the same data and sizes."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "ptv2_ds.cli.main", "train", "--task", "rte",
+               "--model", args.model, "--train-file", args.data,
+               "--batch-size", str(args.batch_size), "--max-seq-len", str(args.max_len),
+               "--prefix-len", str(args.prefix_len), "--max-steps", "16",
+               "--eval-every", "1000", "--output-dir", out, "--resume", "none",
+               "--cpu-dropout", args.cpu_dropout]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+        subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        times = {r["step"]: r["time"] for r in map(json.loads, open(f"{out}/train_log.jsonl"))}
+    return (times[16] - times[4]) / 12
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.model is None:
@@ -162,18 +195,25 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         order = ("peft", "ptv2") if r % 2 == 0 else ("ptv2", "peft")
         for name in order:
-            proc = workers[name][0]
-            proc.stdin.write(f"{args.steps}\n")
-            proc.stdin.flush()
-            reply = json.loads(proc.stdout.readline())
-            times[name].append(reply["seconds"] / reply["steps"])
+            times[name].append(ask(workers[name][0], args.steps))
+    e2e = None
+    if args.e2e:
+        workers["ptv2"][0].stdin.close()  # free its memory and threads for the real run
+        peft_before = ask(workers["peft"][0], 6)
+        ptv2_train = ptv2_train_step_seconds(args)
+        peft_after = ask(workers["peft"][0], 6)
+        peft = (peft_before + peft_after) / 2  # bracket the real run: the machine drifts
+        e2e = {"ptv2_train_step_seconds": ptv2_train, "peft_step_seconds": peft,
+               "peft_before_after": [peft_before, peft_after],
+               "ptv2_train_step_rate_over_peft": peft / ptv2_train}
     for proc, _ in workers.values():
-        proc.stdin.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()
         proc.wait()
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {"setting": {k: v for k, v in vars(args).items() if k not in ("worker",)},
               "workers": info, "step_seconds_per_round": times, "median_step_seconds": median,
-              "ptv2_step_rate_over_peft": median["peft"] / median["ptv2"]}
+              "ptv2_step_rate_over_peft": median["peft"] / median["ptv2"], "e2e": e2e}
     print(f"model {args.model}; batch {args.batch_size} x {args.max_len} tokens, P = "
           f"{args.prefix_len}, training mode, {args.threads} threads, {args.rounds} rounds x "
           f"{args.steps} steps each, interleaved")
@@ -182,6 +222,11 @@ def main(argv=None) -> int:
         print(f"  {name:5s} median step {median[name]:.3f} s   (torch {v['torch']}, "
               f"transformers {v['transformers']}; {info[name]['trainable']:,} trainable)")
     print(f"  ptv2_ds step rate / PEFT step rate = {result['ptv2_step_rate_over_peft']:.2f}")
+    if e2e:
+        print(f"  end to end: `ptv2 train` step (t16 - t4) / 12 = "
+              f"{e2e['ptv2_train_step_seconds']:.3f} s; PEFT model step before/after (mean) "
+              f"{e2e['peft_step_seconds']:.3f} s; ratio "
+              f"{e2e['ptv2_train_step_rate_over_peft']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

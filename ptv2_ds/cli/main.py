@@ -141,10 +141,8 @@ def _artifact_and_data(args, data_file: str, require_labels: bool):
     if dist_env.world_size() > 1:
         # under a launcher (deepspeed --num_gpus N --module ptv2_ds.cli.main eval ...): each
         # rank evaluates a share of the data on its own device; rank 0 reports
-        import deepspeed
-
         dist_env.prepare_cpu_collectives()
-        deepspeed.init_distributed()
+        dist_env.init_distributed()
         if device == "cuda":
             device = f"cuda:{dist_env.local_rank()}"
             torch.cuda.set_device(device)

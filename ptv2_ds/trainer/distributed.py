@@ -41,6 +41,13 @@ def quiet_dependency_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
+def on_cpu() -> bool:
+    """True when DeepSpeed's accelerator is the CPU (DS_ACCELERATOR=cpu or no GPU)."""
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
 def prepare_cpu_collectives() -> None:
     """Call before ``deepspeed.init_distributed()``. On the CPU accelerator DeepSpeed JIT-compiles
     a shared-memory collective op (about 25 s, once per environment path) even for a single
@@ -87,6 +94,46 @@ def _remove_stale_build_lock() -> None:
                       "left by a killed compile)", flush=True)
     except (OSError, ImportError, AttributeError, TypeError):
         pass  # no lock (the usual case) or torch moved its private helper
+
+
+HEAP_MMAP_THRESHOLD = 1 << 20  # bytes: larger blocks are mapped and unmapped on their own
+
+
+def return_freed_memory_to_the_os() -> bool:
+    """Make glibc give large freed blocks back to the OS at once (ZeRO-3 on CPU).
+
+    Why: ZeRO-3 gathers each frozen module's full weights for its forward/backward and frees
+    them again, every step, partly on communication threads. glibc raises its mmap threshold
+    (up to 32 MB) after the first large frees, so the later gathers come from per-thread heaps
+    that keep their high-water mark resident: measured on a GLM-Large shape, each of 2 ranks
+    held more unique memory than 1 rank holding everything (docs/RESULTS.md). A fixed 1 MiB
+    threshold maps every larger block separately and unmaps it when freed. Returns False where
+    glibc's ``mallopt`` is not available (other C libraries manage this themselves)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD)) and \
+        bool(mallopt(m_trim_threshold, HEAP_MMAP_THRESHOLD))
+
+
+def init_distributed() -> None:
+    """``deepspeed.init_distributed()``, then, for CPU ranks, remove this rank's shared-memory
+    file right away: after a barrier every peer has mapped it (DeepSpeed's set-up opens all
+    of them), and a mapping outlives its name, so even a rank killed later leaks nothing."""
+    import deepspeed
+
+    deepspeed.init_distributed()
+    if world_size() > 1 and os.path.exists(shm_buffer_path()):
+        import deepspeed.comm as dist
+
+        dist.barrier()
+        _unlink_shm_buffer()
 
 
 def shm_buffer_path(rank_: int | None = None) -> str:

@@ -99,7 +99,7 @@ def _train(args: TrainArgs) -> dict:
     dist_env.prepare_cpu_collectives()
     import deepspeed
 
-    deepspeed.init_distributed()
+    dist_env.init_distributed()
     rank, world = dist_env.rank(), dist_env.world_size()
     main = rank == 0
     out = Path(args.output_dir)
@@ -115,6 +115,8 @@ def _train(args: TrainArgs) -> dict:
                                weight_decay=args.weight_decay, precision=precision,
                                tb_dir=str(out / "tb"), quantize_frozen=args.quantize_frozen)
     stage = zero_stage(ds_config)
+    if stage == 3 and dist_env.on_cpu():
+        dist_env.return_freed_memory_to_the_os()  # per-rank memory falls with ranks (RESULTS)
     # what a checkpoint must share with this run to be resumed (checked before the model is
     # built, so a mismatch costs seconds)
     run_config = checkpointing.make_run_config(args, world_size=world, zero_stage=stage, lr=lr,
@@ -276,7 +278,8 @@ def _train(args: TrainArgs) -> dict:
                 record = {"step": state["step"], "loss": step_loss,
                           "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
                           "skipped_steps": engine.skipped_steps,
-                          "grad_norm": _grad_norm(engine, boundary_norm)}
+                          "grad_norm": _grad_norm(engine, boundary_norm),
+                          "time": round(time.time(), 3)}  # wall clock, for step rates
                 if multi:  # the task(s) of this step's micro-batches
                     record["task"] = ",".join(dict.fromkeys(step_tasks))
                     if len(set(step_tasks)) == 1:
