@@ -39,10 +39,6 @@ def set_cpu_dropout(mode: str) -> None:
     _mode = mode
 
 
-def cpu_dropout_mode() -> str:
-    return _mode
-
-
 def uses_fast_path(x: torch.Tensor, p: float, training: bool) -> bool:
     """True when ``x`` gets this module's masks: training, 0 < p < 1, a CPU tensor, fast mode."""
     return training and 0.0 < p < 1.0 and x.device.type == "cpu" and _mode == "fast"
