@@ -57,7 +57,10 @@ def main() -> None:
     p.add_argument("--local_rank", type=int, default=0)  # passed by the deepspeed launcher
     args = p.parse_args()
 
-    deepspeed.init_distributed()
+    # deepspeed.init_distributed(), then each rank removes its CPU shared-memory file (which
+    # DeepSpeed would leave in /dev/shm)
+    from ptv2_ds.trainer.distributed import init_distributed
+    init_distributed()
     rank, world = dist.get_rank(), dist.get_world_size()
     with open(args.config) as f:
         cfg = GLMConfig.from_dict(json.load(f))

@@ -264,7 +264,7 @@ SHUTDOWN_SCRIPT = """
 import os, sys, time, torch
 from ptv2_ds.trainer import distributed as d
 import deepspeed
-deepspeed.init_distributed()
+d.init_distributed()  # deepspeed.init_distributed + this rank's shared-memory file removed
 model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Dropout(0.1), torch.nn.Linear(16, 2))
 model[0].requires_grad_(False)
 params = [p for p in model.parameters() if p.requires_grad]
