@@ -76,6 +76,18 @@ def module_state(out: Path, step: int) -> dict[str, torch.Tensor]:
     path = out / "checkpoints" / f"step{step}" / "mp_rank_00_model_states.pt"
     return torch.load(path, map_location="cpu", weights_only=False)["module"]
 
+def assert_heads_move_only_on_their_steps(out, tasks: dict, last_step: int) -> None:
+    """Between consecutive checkpoints each task's head changes iff that step was its task's."""
+    before = module_state(out, 1)
+    for step in range(2, last_step + 1):
+        after = module_state(out, step)
+        for task in ("sst2", "conll04"):
+            keys = [k for k in before if k.startswith(f"heads.{task}.")]
+            changed = any(not torch.equal(before[k], after[k]) for k in keys)
+            assert changed == (tasks[step] == task), (step, task)
+        before = after
+
+
 
 # ---- sampling --------------------------------------------------------------------------------
 def test_epoch_counts_proportional_and_temperature():
@@ -285,14 +297,7 @@ def test_heads_stay_apart_under_zero2(tiny_bert_dir, data, tmp_path):
     assert main(args) == 0
     tasks = {r["step"]: r["task"] for r in log_rows(out)}
     assert set(tasks.values()) == {"sst2", "conll04"}
-    before = module_state(out, 1)
-    for step in range(2, 7):
-        after = module_state(out, step)
-        for task in ("sst2", "conll04"):
-            keys = [k for k in before if k.startswith(f"heads.{task}.")]
-            changed = any(not torch.equal(before[k], after[k]) for k in keys)
-            assert changed == (tasks[step] == task), (step, task)
-        before = after
+    assert_heads_move_only_on_their_steps(out, tasks, last_step=6)
 
 
 def test_best_is_the_best_mean_and_eval_reproduces_each_task(mpt_run, data, capsys):
@@ -442,13 +447,6 @@ def test_two_rank_zero2_mpt2(tiny_bert_dir, data, tmp_path):
     # per rank: sst2 12 rows -> 3 batches of 4, conll04 28 windows -> 7: the same 4 : 6 mix
     assert [tasks[s] for s in range(1, steps + 1)] == \
         epoch_schedule(EPOCH_COUNTS, seed=3, epoch=0)[:steps]
-    before = module_state(out, 1)
-    for step in range(2, steps + 1):
-        after = module_state(out, step)
-        for task in ("sst2", "conll04"):
-            keys = [k for k in before if k.startswith(f"heads.{task}.")]
-            changed = any(not torch.equal(before[k], after[k]) for k in keys)
-            assert changed == (tasks[step] == task), (step, task)
-        before = after
+    assert_heads_move_only_on_their_steps(out, tasks, last_step=steps)
     metrics = json.loads((out / "metrics.json").read_text())
     assert "mean" in metrics["best"] and "conll04/f1" in metrics["best"]
