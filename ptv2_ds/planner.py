@@ -65,9 +65,9 @@ class PlanArgs:
     prefix_hidden: int = opt(512, "inner width of the --reparam mlp prefix encoder")
     prompt_encoder: str = opt("none", "--method prompt only: none, mlp or lstm",
                               ["none", "mlp", "lstm"])
-    head: str = opt("linear", "linear (GLM: its tanh pooler head), pooler, or verbalizer (the "
-                              "backbone's LM head at the [MASK])",
-                    ["linear", "pooler", "verbalizer"])
+    head: str = opt("linear", "linear (GLM: its tanh pooler head), mean (Linear on the mean "
+                              "token state), pooler, or verbalizer (the backbone's LM head at "
+                              "the [MASK])", ["linear", "mean", "pooler", "verbalizer"])
     num_classes: int = opt(2, "classes of the head")
     precision: str = opt("fp16", "fp16 / bf16 (16-bit weights and activations, fp32 master "
                                  "weights in the optimizer) or fp32", ["fp16", "bf16", "fp32"])
@@ -285,7 +285,7 @@ def head_kind(head: str, shape: ModelShape) -> str:
 def head_modules(head: str, shape: ModelShape, num_classes: int) -> list[Module]:
     H, C = shape.hidden_size, num_classes
     kind = head_kind(head, shape)
-    if kind == "linear":
+    if kind in ("linear", "mean"):
         return [("head.classifier", [C * H, C])]
     if kind == "pooler":
         return [("head.dense", [H * H, H]), ("head.classifier", [C * H, C])]
@@ -556,8 +556,8 @@ def _validate(args: PlanArgs) -> None:
         raise UserError("--offload needs ZeRO (stage 1-3; parameter offload needs stage 3)")
     if args.reparam not in ("embedding", "mlp"):
         raise UserError(f"--reparam must be embedding or mlp, got {args.reparam!r}")
-    if args.head not in ("linear", "pooler", "verbalizer"):
-        raise UserError(f"--head must be linear, pooler or verbalizer, got {args.head!r}")
+    if args.head not in ("linear", "mean", "pooler", "verbalizer"):
+        raise UserError(f"--head must be linear, mean, pooler or verbalizer, got {args.head!r}")
     if args.attention not in ("sdpa", "explicit"):
         raise UserError(f"--attention must be sdpa or explicit, got {args.attention!r}")
     if args.num_classes < 1:

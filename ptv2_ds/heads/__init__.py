@@ -1,6 +1,6 @@
 """Task heads: hidden states [B, S, H] -> the scores a task family's loss reads.
 
-Sequence heads (classification, [B, C]): ``linear``, ``pooler``, ``verbalizer``
+Sequence heads (classification, [B, C]): ``linear``, ``mean``, ``pooler``, ``verbalizer``
 (``heads/sequence.py``). Token heads: ``token`` ([B, S, T], tagging) and ``span``
 ([B, S, 2], extractive QA) (``heads/token.py``). A task family says which it accepts.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import UserError
-from .sequence import LinearHead, PoolerHead, VerbalizerHead, verbalizer_token_ids
+from .sequence import LinearHead, MeanPoolHead, PoolerHead, VerbalizerHead, verbalizer_token_ids
 from .token import SpanHead, TokenHead
 
-HEADS = ("linear", "pooler", "verbalizer", "token", "span")
+HEADS = ("linear", "mean", "pooler", "verbalizer", "token", "span")
 
 
 def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
@@ -21,6 +21,8 @@ def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
         kind = "pooler"  # GLM's own fine-tuning head is the tanh-dense pooler on [CLS]
     if kind == "linear":
         return LinearHead(hidden_size, num_outputs, dropout)
+    if kind == "mean":
+        return MeanPoolHead(hidden_size, num_outputs, dropout)
     if kind == "pooler":
         return PoolerHead(hidden_size, num_outputs, dropout,
                           pretrained=getattr(backbone, "pretrained_pooler", None))
@@ -36,5 +38,5 @@ def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
     raise UserError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
 
 
-__all__ = ["HEADS", "LinearHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",
+__all__ = ["HEADS", "LinearHead", "MeanPoolHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",
            "build_head", "verbalizer_token_ids"]

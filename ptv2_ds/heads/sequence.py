@@ -2,6 +2,9 @@
 
 ``linear``      dropout + a randomly initialised Linear on the first ([CLS]) token (no
                 verbalizer). On GLM it means GLM's own head, ``pooler``.
+``mean``        dropout + Linear on the mean of the real tokens' hidden states (special tokens
+                included, padding excluded): the pooling sentence-embedding encoders such as
+                all-MiniLM are trained with, whose [CLS] state is not trained to summarise.
 ``pooler``      tanh(Linear(H, H)) on [CLS] -> dropout -> Linear. On BERT/RoBERTa checkpoints
                 that carry a pretrained pooler, that frozen pooler is used (the official
                 P-Tuning v2 head); otherwise (GLM) a trainable one.
@@ -28,6 +31,15 @@ class LinearHead(nn.Module):
     def forward(self, hidden: torch.Tensor, batch: dict, backbone) -> torch.Tensor:
         first = hidden[:, 0]  # [B, H]
         return self.classifier(self.dropout(first))
+
+
+class MeanPoolHead(LinearHead):
+    """dropout + Linear on the attention-mask-weighted mean of hidden states [B, S, H]."""
+
+    def forward(self, hidden, batch, backbone):
+        mask = batch["attention_mask"][:, : hidden.shape[1]].to(hidden.dtype)  # [B, S]
+        pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return self.classifier(self.dropout(pooled))
 
 
 class PoolerHead(LinearHead):

@@ -68,7 +68,7 @@ class ClassificationTask(Task):
     label words and cloze template; defaults are the task's)."""
 
     family = "classification"
-    heads = {"linear": "linear", "pooler": "pooler", "verbalizer": "verbalizer"}
+    heads = {"linear": "linear", "mean": "mean", "pooler": "pooler", "verbalizer": "verbalizer"}
 
     def __init__(self, name: str, head: str = "linear", template: str | None = None,
                  verbalizer: str | list[str] | None = None, **_ignored):

@@ -69,7 +69,9 @@ def _engine(model):
     ("ptv2", "linear", {"reparam": "embedding"}),
     ("ptv2", "linear", {"reparam": "mlp", "prefix_hidden": 16}),
     ("ptv2", "verbalizer", {}),
+    ("ptv2", "mean", {}),
     ("prompt", "linear", {"prompt_encoder": "none"}),
+    ("prompt", "mean", {"prompt_encoder": "none"}),
     ("prompt", "linear", {"prompt_encoder": "lstm"}),
     ("finetune", "linear", {}),
 ])
@@ -88,6 +90,27 @@ def test_each_method_lowers_the_loss_on_the_deepspeed_engine(tiny_bert_dir, meth
         engine.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < losses[0] * 0.7, losses
+
+
+def test_mean_head_averages_the_real_tokens_only():
+    from ptv2_ds.heads import build_head
+    head = build_head("mean", 6, 3, dropout=0.0)
+    hidden = torch.randn(2, 4, 6)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    scores = head(hidden, {"attention_mask": mask}, None)
+    want = torch.stack([hidden[0].mean(0), hidden[1, :2].mean(0)])
+    torch.testing.assert_close(scores, head.classifier(want))
+    # padding states do not leak in
+    hidden[1, 2:] = 1e6
+    torch.testing.assert_close(head(hidden, {"attention_mask": mask}, None), scores)
+
+
+def test_mean_head_is_a_classification_head_only():
+    from ptv2_ds.errors import UserError
+    from ptv2_ds.tasks import build_task
+    assert build_task("sst2", head="mean").head_kind("mean") == "mean"
+    with pytest.raises(UserError, match="does not apply to task conll04"):
+        build_task("conll04").head_kind("mean")
 
 
 @pytest.mark.parametrize("method,kw", [("ptv2", {"reparam": "mlp", "prefix_hidden": 16}),
