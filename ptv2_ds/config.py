@@ -42,9 +42,11 @@ class ModelArgs:
                                     "list 0,5,11, or last:8; the others get none")
     prompt_encoder: str = opt("none", "--method prompt only: none (Lester et al.), mlp or lstm "
                                       "(P-tuning)", ["none", "mlp", "lstm"])
-    head: str = opt("linear", "linear: dropout + Linear on [CLS]; pooler: GLM's tanh-dense "
-                              "head; verbalizer: the backbone's LM head scores label words at "
-                              "a [MASK]", ["linear", "pooler", "verbalizer"])
+    head: str = opt("linear", "linear: dropout + Linear on [CLS]; mean: dropout + Linear on "
+                              "the mean of the tokens' hidden states (for sentence-embedding "
+                              "encoders); pooler: the checkpoint's (or GLM's) tanh-dense head; "
+                              "verbalizer: the backbone's LM head scores label words at a "
+                              "[MASK]", ["linear", "mean", "pooler", "verbalizer"])
     verbalizer: str | None = opt(None, "comma-separated label words for --head verbalizer, in "
                                        "label order (default: the task's)")
     template: str | None = opt(None, "cloze template for --head verbalizer with {a}, {b} and "
@@ -141,6 +143,13 @@ class TrainArgs(ModelArgs, DataArgs):
     task_sampling: str = opt("proportional", "--tasks: which data set each batch comes from: "
                                              "proportional (every batch of every set once per "
                                              "epoch) or temperature:T (p_i ~ n_i^(1/T))")
+    prefix_init: str = opt("random", "where the prompt starts: random (N(0, 0.02)), vocab "
+                                     "(the backbone's keys/values of P random vocabulary "
+                                     "tokens) or activations (each layer's keys/values of the "
+                                     "training text's P most frequent words, averaged over "
+                                     "their uses); --method prompt: those tokens' word "
+                                     "embeddings (docs/method.md)",
+                           ["random", "vocab", "activations"])
     init_prompt: str | None = opt(None, "start from the prompt (and this task's head, if it "
                                         "has one) of an artifact, e.g. a --tasks run's")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Callable
 
 import torch
 from torch import nn
@@ -73,6 +74,32 @@ class Backbone(nn.Module):
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits [N, V] for hidden states [N, H]."""
         raise NotImplementedError
+
+    def key_value_probes(self) -> list[list[tuple[nn.Module, Callable]]]:
+        """Per layer, where its attention's keys and values can be read: a list of
+        ``(module, split)`` pairs, where ``split(module_output)`` returns a dict with ``"k"``
+        and/or ``"v"``, each [B, heads, S, head_dim] as the layer uses them (the form a prefix
+        takes). Used by ``layer_key_values``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot report its keys and values")
+
+    @torch.no_grad()
+    def layer_key_values(self, batch: dict[str, torch.Tensor]
+                         ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The keys and values [B, heads, S, head_dim] each layer computes for ``batch``
+        (no prefix, no prompt; call in eval mode for deterministic values)."""
+        captured: list[dict] = [{} for _ in range(self.prefix_shape.num_layers)]
+        handles = []
+        for layer, probes in enumerate(self.key_value_probes()):
+            for module, split in probes:
+                handles.append(module.register_forward_hook(
+                    lambda _m, _i, out, layer=layer, split=split: captured[layer].update(
+                        split(out))))
+        try:
+            self.forward(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [(c["k"], c["v"]) for c in captured]
 
     def describe(self) -> dict:
         """What an artifact records about the backbone."""

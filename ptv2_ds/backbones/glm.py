@@ -166,6 +166,16 @@ class GLMBackbone(Backbone):
                          prefix_mask=prefix_mask)
         return out.last_hidden_state[:, P:]
 
+    def key_value_probes(self):
+        s = self.prefix_shape
+
+        def split(out):  # fused q/k/v projection [B, S, 3H] -> k, v [B, heads, S, d]
+            B, S, _ = out.shape
+            _, k, v = out.view(B, S, 3, s.num_heads, s.head_dim).permute(2, 0, 3, 1, 4)
+            return {"k": k, "v": v}
+
+        return [[(layer.attention.query_key_value, split)] for layer in self.model.transformer.layers]
+
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied LM logits [N, V] for hidden states [N, H] (GLM has no output bias)."""
         return F.linear(hidden, self.model.word_embeddings.weight)

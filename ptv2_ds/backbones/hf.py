@@ -200,6 +200,29 @@ class HFEncoder(Backbone):
                            token_type_ids=token_types, **kwargs)
         return out.last_hidden_state[:, P:]
 
+    def key_value_probes(self):
+        s = self.prefix_shape
+
+        def heads(x):  # [B, S, H] -> [B, heads, S, d], as the attention lays out k and v
+            return x.view(x.shape[0], x.shape[1], s.num_heads, s.head_dim).transpose(1, 2)
+
+        probes = []
+        for layer in self.encoder.encoder.layer:
+            attn = layer.attention.self
+            if hasattr(attn, "in_proj"):  # DeBERTa v1: fused per-head q/k/v, value bias
+                def split(out, attn=attn):
+                    B, S, _ = out.shape
+                    _, k, v = out.view(B, S, s.num_heads, 3 * s.head_dim).transpose(
+                        1, 2).chunk(3, dim=-1)
+                    return {"k": k, "v": v + attn.v_bias.view(1, s.num_heads, 1, s.head_dim)}
+                probes.append([(attn.in_proj, split)])
+            else:  # BERT/RoBERTa key/value, DeBERTa-v2 key_proj/value_proj
+                k_proj = getattr(attn, "key_proj", None) or attn.key
+                v_proj = getattr(attn, "value_proj", None) or attn.value
+                probes.append([(k_proj, lambda out: {"k": heads(out)}),
+                               (v_proj, lambda out: {"v": heads(out)})])
+        return probes
+
     def lm_logits(self, hidden):
         if self.lm_head is None:
             raise RuntimeError("this backbone was loaded without its masked-LM head")

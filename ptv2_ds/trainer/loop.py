@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..artifacts import StreamedArtifact, save_artifact
 from ..inference import init_from_artifact
+from ..prompts.init import check_prefix_init, init_prompt_from
 from ..builder import DEFAULT_LR, build_model
 from ..config import TrainArgs
 from ..tasks import Task, build_task, load_splits
@@ -122,6 +123,8 @@ def _train(args: TrainArgs) -> dict:
     run_config = checkpointing.make_run_config(args, world_size=world, zero_stage=stage, lr=lr,
                                                precision=precision)
     checkpointing.check_resume(out / CHECKPOINTS, args.resume, run_config)
+    check_prefix_init(args.prefix_init, args.method, args.reparam, args.prompt_encoder, stage,
+                      init_prompt=args.init_prompt)
 
     # ---- model and task data --------------------------------------------------------------
     model = (build_model(args, tasks=tasks, ds_config=ds_config) if multi else
@@ -141,6 +144,11 @@ def _train(args: TrainArgs) -> dict:
             if args.max_train_samples else splits[n]["train"]
         train_sets[n] = t.encode(train_rows[n], backbone, max_lens[n], show_progress=main)
         dev_sets[n] = t.encode(splits[n]["dev"], backbone, max_lens[n], show_progress=main)
+    if args.prefix_init != "random":  # from the training inputs of every task, in order
+        note = init_prompt_from(model, args.prefix_init,
+                                [f for n in names for f in train_sets[n].features], args.seed)
+        if main:
+            print(f"[ptv2] {note}")
     # each task's sampler seed and pass fix its data order, the mixture's seed and epoch the
     # order of the tasks; loaders get their own generators so that starting an epoch does not
     # draw from the global RNG (exact resume)
