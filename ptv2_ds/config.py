@@ -42,11 +42,14 @@ class ModelArgs:
                                     "list 0,5,11, or last:8; the others get none")
     prompt_encoder: str = opt("none", "--method prompt only: none (Lester et al.), mlp or lstm "
                                       "(P-tuning)", ["none", "mlp", "lstm"])
-    head: str = opt("linear", "linear: dropout + Linear on [CLS]; mean: dropout + Linear on "
-                              "the mean of the tokens' hidden states (for sentence-embedding "
-                              "encoders); pooler: the checkpoint's (or GLM's) tanh-dense head; "
-                              "verbalizer: the backbone's LM head scores label words at a "
-                              "[MASK]", ["linear", "mean", "pooler", "verbalizer"])
+    head: str = opt("auto", "auto (default): mean for checkpoints that declare mean pooling "
+                            "(sentence-embedding encoders such as minilm) when every task "
+                            "classifies, else linear; linear: dropout + Linear on [CLS] "
+                            "(tagging: every token, QA: start/end); mean: dropout + Linear on "
+                            "the mean of the tokens' hidden states; pooler: the checkpoint's "
+                            "(or GLM's) tanh-dense head; verbalizer: the backbone's LM head "
+                            "scores label words at a [MASK]",
+                    ["auto", "linear", "mean", "pooler", "verbalizer"])
     verbalizer: str | None = opt(None, "comma-separated label words for --head verbalizer, in "
                                        "label order (default: the task's)")
     template: str | None = opt(None, "cloze template for --head verbalizer with {a}, {b} and "
@@ -162,11 +165,29 @@ class TrainArgs(ModelArgs, DataArgs):
 
         normalize_task_args(self)  # --task/--tasks and TASK=PATH files, checked
         self.task_defaults = resolve(self)
+        if self.head == "auto":
+            from .tasks import build_task
+
+            families = [build_task(n).family for n in (self.tasks or [self.task])]
+            self.task_defaults.append(_auto_head(self, families))
 
 
 @dataclass
 class ParamsArgs(ModelArgs):
     num_classes: int = opt(2, "classes of the linear head")
+
+    def __post_init__(self):
+        if self.head == "auto":
+            _auto_head(self, ["classification"])
+
+
+def _auto_head(args: ModelArgs, families: list[str]) -> dict:
+    """Replace ``args.head == "auto"`` by the head it means (``heads.resolve_auto_head``);
+    returns the choice in the form of ``recipes.resolve``'s entries."""
+    from .heads import resolve_auto_head
+
+    args.head, reason = resolve_auto_head(args.model, args.model_path, families)
+    return {"name": "head", "value": args.head, "source": reason}
 
 
 @dataclass

@@ -126,4 +126,5 @@ def describe(applied: list[dict], method: str, max_steps: int | None = None) -> 
     shown = [a for a in applied
              if not (a["name"] == "prefix_len" and method == "finetune")
              and not (a["name"] == "epochs" and max_steps)]
-    return "; ".join(f"{a['name']}={a['value']:g} ({a['source']})" for a in shown)
+    return "; ".join(f"{a['name']}={a['value']:g} ({a['source']})" if not isinstance(
+        a["value"], str) else f"{a['name']}={a['value']} ({a['source']})" for a in shown)

@@ -15,6 +15,22 @@ from .token import SpanHead, TokenHead
 HEADS = ("linear", "mean", "pooler", "verbalizer", "token", "span")
 
 
+def resolve_auto_head(model: str, model_path: str | None, families: list[str]
+                      ) -> tuple[str, str]:
+    """What ``--head auto`` means for a run on ``model`` with tasks of ``families``: ``mean``
+    when every task classifies and the checkpoint declares mean pooling (a sentence-embedding
+    encoder: its [CLS] state was never trained to summarise the input), else ``linear``.
+    Returns the head and the reason, for the log."""
+    from ..backbones import declared_pooling
+
+    pooling = declared_pooling(model, model_path)
+    if pooling == "mean" and set(families) == {"classification"}:
+        return "mean", "the checkpoint declares mean pooling (sentence-transformers 1_Pooling)"
+    if pooling == "mean":
+        return "linear", "mean pooling is a classification head; these tasks use their own"
+    return "linear", "the paper's head on [CLS]"
+
+
 def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
                verbalizer: list[str] | None = None, dropout: float = 0.1) -> nn.Module:
     if kind == "linear" and getattr(backbone, "kind", None) == "glm":
@@ -39,4 +55,4 @@ def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
 
 
 __all__ = ["HEADS", "LinearHead", "MeanPoolHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",
-           "build_head", "verbalizer_token_ids"]
+           "build_head", "resolve_auto_head", "verbalizer_token_ids"]

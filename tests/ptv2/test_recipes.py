@@ -22,18 +22,20 @@ def test_task_defaults_fill_only_what_the_user_left_unset(tmp_path):
     args = parsed("--task", "rte")  # official rte_bert: 60 epochs, lr 1e-2, P 20, batch 32
     assert (args.epochs, args.lr, args.prefix_len, args.batch_size, args.max_seq_len) == \
         (60.0, 1e-2, 20, 32, 128)
-    assert [a["name"] for a in args.task_defaults] == list(recipes.FIELDS)
-    assert all("rte_bert" in a["source"] for a in args.task_defaults)
+    # the default model (MiniLM) declares mean pooling: --head auto means mean
+    assert [a["name"] for a in args.task_defaults] == list(recipes.FIELDS) + ["head"]
+    assert all("rte_bert" in a["source"] for a in args.task_defaults[:-1])
 
     flags = parsed("--task", "rte", "--epochs", "5", "--lr", "3e-3")
     assert (flags.epochs, flags.lr, flags.prefix_len) == (5.0, 3e-3, 20)
-    assert {a["name"] for a in flags.task_defaults} == {"batch_size", "prefix_len", "max_seq_len"}
+    assert {a["name"] for a in flags.task_defaults} == {"batch_size", "prefix_len", "max_seq_len",
+                                                        "head"}
 
     run = tmp_path / "run.yaml"
     run.write_text("task: rte\nbatch_size: 8\nprefix-len: 4\n")
     from_yaml = parsed("--config", str(run))
     assert (from_yaml.batch_size, from_yaml.prefix_len, from_yaml.epochs) == (8, 4, 60.0)
-    assert {a["name"] for a in from_yaml.task_defaults} == {"epochs", "lr", "max_seq_len"}
+    assert {a["name"] for a in from_yaml.task_defaults} == {"epochs", "lr", "max_seq_len", "head"}
     # a flag over the YAML still counts as set by the user
     assert parsed("--config", str(run), "--epochs", "2").epochs == 2.0
 
@@ -86,8 +88,8 @@ def test_train_prints_the_defaults_it_applied(monkeypatch, capsys, tmp_path):
     assert "epochs=" not in out  # set by the user: not a default
     assert seen["args"].epochs == 7.0 and seen["args"].prefix_len == 20
     assert main(["train", "--task", "rte", "--epochs", "1", "--lr", "1e-3", "--batch-size", "4",
-                 "--prefix-len", "2", "--max-seq-len", "32", "--output-dir",
-                 str(tmp_path)]) == 0
+                 "--prefix-len", "2", "--max-seq-len", "32", "--head", "linear",
+                 "--output-dir", str(tmp_path)]) == 0
     assert "task defaults" not in capsys.readouterr().out  # nothing left to fill
 
 
@@ -100,7 +102,9 @@ def test_every_recipe_loads_through_the_config_parser(path):
     assert (args.task, args.model, args.method) == (task, backbone, "ptv2")
     for key in ("prefix_len", "lr", "epochs", "batch_size"):
         assert getattr(args, key) == pytest.approx(float(data[key])), key
-    assert {a["name"] for a in args.task_defaults} <= {"max_seq_len"}  # the recipe sets the rest
+    # the recipe sets the rest; --head auto is linear on these (non-sentence-embedding) models
+    assert {a["name"] for a in args.task_defaults} <= {"max_seq_len", "head"}
+    assert args.head == data.get("head", "linear")
     header = path.read_text().split("\ntask:")[0]
     assert re.search(r"# Source: THUDM/P-tuning-v2 run_script, the \w+ script", header)
 
@@ -129,3 +133,42 @@ def test_recipes_match_the_official_scripts():
             (row["prefix_len"], row["batch_size"], row["seed"]), path.name
         assert (args.lr, args.epochs) == (pytest.approx(row["lr"]), row["epochs"]), path.name
         assert args.prefix_dropout == args.head_dropout == row["dropout"], path.name
+
+
+# ---- --head auto ----------------------------------------------------------------------------
+def _sentence_transformers_dir(tmp_path, pooling: dict) -> str:
+    import json
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+         {"idx": 1, "name": "1", "path": "1_Pool", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "1_Pool").mkdir()
+    (tmp_path / "1_Pool" / "config.json").write_text(json.dumps(pooling))
+    return str(tmp_path)
+
+
+def test_declared_pooling(tmp_path, tiny_bert_dir, tiny_glm_dir):
+    from ptv2_ds.backbones import declared_pooling
+    assert declared_pooling("minilm") == "mean"  # the offline package's 1_Pooling/config.json
+    assert declared_pooling(tiny_bert_dir) is None and declared_pooling(tiny_glm_dir) is None
+    assert declared_pooling(_sentence_transformers_dir(
+        tmp_path / "cls", {"pooling_mode_cls_token": True})) == "cls"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "modules.json").write_text("not json")
+    assert declared_pooling(str(broken)) is None
+
+
+def test_head_auto_is_mean_for_a_mean_pooling_encoder_on_classification(tiny_bert_dir):
+    args = parsed("--task", "sst2", "--model", "minilm")
+    assert args.head == "mean"
+    assert "declares mean pooling" in recipes.describe(args.task_defaults, args.method)
+    assert parsed("--task", "conll04", "--model", "minilm").head == "linear"  # token head
+    assert parsed("--tasks", "sst2,conll04", "--model", "minilm").head == "linear"
+    assert parsed("--tasks", "sst2,rte", "--model", "minilm").head == "mean"
+    assert parsed("--task", "sst2", "--model", tiny_bert_dir).head == "linear"
+    explicit = parsed("--task", "sst2", "--model", "minilm", "--head", "linear")
+    assert explicit.head == "linear"
+    assert "head" not in {a["name"] for a in explicit.task_defaults}
+    params = cfg.build(cfg.ParamsArgs, build_parser().parse_args(["params", "--model", "minilm"]))
+    assert params.head == "mean"
