@@ -262,6 +262,10 @@ class SweepArgs:
     summarize_only: bool = opt(False, "only write summary.csv/summary.md (and the plot) from "
                                       "the runs found")
     jobs: int = opt(1, "runs at the same time (each a `ptv2 train` process)")
+    only: str | list | None = opt(None, "run only the runs whose options match OPTION=V1,V2 "
+                                        "(repeat for several options, e.g. --only task=sst2 "
+                                        "--only method=ptv2,finetune); the summary still "
+                                        "covers every finished run", many=True)
 
 
 REQUIRED = {EvalArgs: ("artifact", "data"), PredictArgs: ("artifact", "input"),

@@ -392,12 +392,36 @@ def run_prepare(sweep: Sweep) -> None:
 
 
 # ---- the command --------------------------------------------------------------------------------
+def parse_only(only: str | list | None) -> dict:
+    """``--only OPTION=V1,V2`` (repeatable) as a condition like an override's ``when``."""
+    if not only:
+        return {}
+    condition = {}
+    for item in ([only] if isinstance(only, str) else only):
+        key, sep, values = str(item).partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise UserError(f"--only {item!r}: expected OPTION=VALUE[,VALUE...], e.g. "
+                            "--only task=sst2")
+        parts = [values] if key.strip().replace("-", "_") == "prefix_layers" else \
+            values.split(",")
+        condition.update(check_when({key.strip(): [yaml.safe_load(v.strip()) for v in parts]},
+                                    "--only"))
+    return condition
+
+
 def run_sweep(path: str, *, dry_run: bool = False, summarize_only: bool = False,
-              jobs: int = 1) -> int:
-    """``ptv2 sweep``: returns the exit code (0 all runs finished, 1 some failed)."""
+              jobs: int = 1, only: str | list | None = None) -> int:
+    """``ptv2 sweep``: returns the exit code (0 all runs finished, 1 some failed). ``only``
+    (``--only``) restricts which runs are listed and run; the summary reads every finished
+    run of the grid."""
     from tqdm.auto import tqdm
 
     sweep = load_sweep(path)
+    condition = parse_only(only)
+    selected = [run for run in sweep.runs if _matches(run.options, condition)]
+    if condition and not selected:
+        raise UserError(f"--only {' '.join(only if isinstance(only, list) else [only])}: "
+                        f"no run of {sweep.path} matches")
     resolved = {run.name: cfg.TrainArgs(**{k: v for k, v in run.options.items()})
                 for run in sweep.runs}  # every run's options make a valid TrainArgs
     stale = {run.name: d for run in sweep.runs if (d := stale_differences(run))}
@@ -407,16 +431,17 @@ def run_sweep(path: str, *, dry_run: bool = False, summarize_only: bool = False,
                         "run with other options than the YAML now gives:\n" + "\n".join(lines)
                         + "\ndelete those run directories to rerun them, or choose another "
                           "output_dir")
-    todo = [run for run in sweep.runs if not is_finished(run)]
-    print(f"[sweep] {sweep.path}: {len(sweep.runs)} runs in {sweep.output_dir} "
-          f"({len(sweep.runs) - len(todo)} finished, {len(todo)} to run"
+    todo = [run for run in selected if not is_finished(run)]
+    print(f"[sweep] {sweep.path}: {len(selected)} runs in {sweep.output_dir} "
+          + (f"(of {len(sweep.runs)}, --only) " if condition else "")
+          + f"({len(selected) - len(todo)} finished, {len(todo)} to run"
           + (f"; {sweep.duplicates} duplicate cells dropped" if sweep.duplicates else "") + ")")
     if dry_run:
         for step in sweep.prepare:
             command = step["run"].replace("{python}", sys.executable)
             print(f"  prepare: {command}" + (f" (skipped if {step['creates']} exists)"
                                              if step["creates"] else ""))
-        for run in sweep.runs:
+        for run in selected:
             args = resolved[run.name]
             print(f"  [{status(run):10s}] {run.name}  (epochs {args.epochs:g}, lr "
                   f"{'method default' if args.lr is None else format(args.lr, 'g')}, "

@@ -222,7 +222,7 @@ def cmd_sweep(args: cfg.SweepArgs) -> int:
     from ..sweep import run_sweep
 
     return run_sweep(args.config, dry_run=args.dry_run, summarize_only=args.summarize_only,
-                     jobs=args.jobs)
+                     jobs=args.jobs, only=args.only)
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "serve": cmd_serve,

@@ -274,3 +274,20 @@ def test_benchmark_sweeps_dry_run(name, capsys, monkeypatch):
     assert main(["sweep", "--config", f"benchmarks/{name}.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert f"benchmarks/{name}.yaml:" in out and "to run" in out
+
+
+def test_only_selects_runs(capsys, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = "benchmarks/paper_table.yaml"
+    assert main(["sweep", "--config", config, "--dry-run", "--only", "task=sst2",
+                 "--only", "method=ptv2,finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs in runs/paper_table (of 12, --only)" in out
+    listed = [line for line in out.splitlines() if line.startswith("  [")]
+    assert len(listed) == 2 and all("task=sst2" in line for line in listed)
+    assert "method=prompt" not in out
+    for bad, message in [("task", "expected OPTION=VALUE"), ("method=bogus", "must be one of"),
+                         ("seed=7", "no run of benchmarks/paper_table.yaml matches"),
+                         ("colour=red", "unknown train option")]:
+        assert main(["sweep", "--config", config, "--dry-run", "--only", bad]) == 2
+        assert message in capsys.readouterr().err
