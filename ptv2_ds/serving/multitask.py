@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..tasks import Encoded, Task
-from .records import form_of, parse_record
+from .records import parse_record
 
 
 @dataclass
@@ -48,7 +48,7 @@ class LoadedTask:
         """What ``GET /tasks`` shows."""
         return {"task": self.name, "base_task": self.task.name, "family": self.task.family,
                 "labels": list(self.task.labels),
-                "fields": form_of(self.task).fields(self.task),
+                "fields": self.task.record_fields(),
                 "artifact": self.artifact, "max_seq_len": self.max_len,
                 "prefix_len": self.prefix_len, "prefix_layers": list(self.prefix_layers)}
 
@@ -240,7 +240,7 @@ class MultiTaskPredictor:
     def render(self, name: str, prediction, example) -> dict:
         """The JSON line of one prediction: ``{"task", ...the family's prediction fields}``."""
         t = self.tasks[name].task
-        return {"task": name, **form_of(t).render(t, prediction, example)}
+        return {"task": name, **t.prediction_record(prediction, example)}
 
     # ---- running --------------------------------------------------------------------------
     def predict(self, items: list[tuple[str, object]], batch_size: int = 32) -> list:

@@ -14,6 +14,11 @@ the head's outputs, and a decoder from outputs back to the user's units:
     metrics   = task.score(preds, examples)                     {name: value}
     task.write_predictions(path, preds, examples)
 
+Single records (mixed-task input to ``ptv2 predict`` with several artifacts and ``ptv2 serve``,
+``serving/``) go through ``task.read_record(row, where, position)`` -> an example, and
+``task.prediction_record(prediction, example)`` -> the JSON object of one prediction;
+``task.record_fields()`` describes the record form.
+
 Families: ``classification`` (one label per example, head on [CLS]), ``tagging`` (one tag per
 word: NER, SRL; a head on every token), ``qa`` (extractive spans; start/end logits on every
 token). Each lives in one module of this package and registers its task names in ``TASKS``.
@@ -149,6 +154,21 @@ class Task:
     def score(self, predictions: list, examples: list) -> dict[str, float]:
         raise NotImplementedError
 
+    # ---- single records (mixed-task input: serving/) --------------------------------------
+    def record_fields(self) -> dict[str, str]:
+        """The fields of one input record of this task: name -> what it holds."""
+        raise UserError(f"task {self.name} (family {self.family}) takes no single records")
+
+    def read_record(self, row: dict, where: str, position: int) -> Any:
+        """One example from a JSON object (no labels); ``where`` starts every error message
+        (``file:line``, ``item 3``); ``position`` is the record's index."""
+        raise UserError(f"task {self.name} (family {self.family}) takes no single records")
+
+    def prediction_record(self, prediction, example) -> dict:
+        """The JSON object of one prediction (what ``write_predictions`` writes per row where
+        the family writes rows)."""
+        raise NotImplementedError
+
     def write_predictions(self, path: str | Path, predictions: list, examples: list) -> None:
         raise NotImplementedError
 
@@ -237,6 +257,34 @@ def carve_dev(task: Task, rows: list, dev_fraction: float, seed: int, source: st
     train = [row for key in order[taken:] for row in groups[key]]
     return dev, train
 
+
+
+class RecordError(UserError):
+    """A single input record that does not fit its task's record form."""
+
+
+def record_value(task: Task, row: dict, field: str, where: str) -> Any:
+    """``row[field]``, or a RecordError naming ``where``, the field and the task's fields."""
+    if field not in row or row[field] is None:
+        raise RecordError(f"{where}: missing field {field!r} for task {task.name} (its "
+                          f"fields: {', '.join(task.record_fields())})")
+    return row[field]
+
+
+def record_text(task: Task, row: dict, field: str, where: str) -> str:
+    """A non-empty text field of a record."""
+    value = record_value(task, row, field, where)
+    if not isinstance(value, str):
+        raise RecordError(f"{where}: field {field!r} of task {task.name} must be text, got "
+                          f"{short_repr(value)}")
+    if not value.strip():
+        raise RecordError(f"{where}: field {field!r} of task {task.name} is empty")
+    return value
+
+
+def short_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def write_jsonl(path: str | Path, records) -> None:

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..metrics import classification_metrics
-from .base import BadRows, Encoded, Task, load_hub_split, register, write_jsonl
+from .base import (BadRows, Encoded, Task, load_hub_split, record_text, register,
+                   write_jsonl)
 from .readers import DataFormatError, read_jsonl, read_tsv
 
 
@@ -189,9 +190,20 @@ class ClassificationTask(Task):
     def write_predictions(self, path, predictions, examples) -> None:
         """One JSON line per row, in order: the predicted label string and the class scores.
         Written to a temporary file and renamed, so a crash never leaves half a file."""
-        write_jsonl(path, ({"label": p["label"],
-                             "scores": [round(float(x), 6) for x in p["scores"]]}
-                            for p in predictions))
+        write_jsonl(path, (self.prediction_record(p, ex) for p, ex in zip(predictions, examples)))
+
+    # ---- single records: the fields of the task's published rows ------------------------
+    def record_fields(self) -> dict[str, str]:
+        return {f: "text" for f in self.spec.fields if f is not None}
+
+    def read_record(self, row, where, position) -> Example:
+        a, b = (record_text(self, row, f, where) if f is not None else None
+                for f in self.spec.fields)
+        return Example(a, b, None)
+
+    def prediction_record(self, prediction, example) -> dict:
+        return {"label": prediction["label"],
+                "scores": [round(float(x), 6) for x in prediction["scores"]]}
 
 
 def _label_text(value) -> str:

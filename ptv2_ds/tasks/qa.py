@@ -57,7 +57,8 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..metrics.squad import squad_v1_scores, squad_v2_scores
-from .base import BadRows, Encoded, Task, load_hub_split, register, write_atomic
+from .base import (BadRows, Encoded, RecordError, Task, load_hub_split, record_text,
+                   register, short_repr, write_atomic)
 from .readers import DataFormatError
 
 SQUAD_LAYOUT = ('{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", '
@@ -525,6 +526,26 @@ class QATask(Task):
         if self.version2 and all(isinstance(p, QAPrediction) for p in predictions):
             odds = {ex.id: p.null_score_diff for p, ex in zip(predictions, examples)}
             write_atomic(null_odds_path(path), json.dumps(odds, indent=1) + "\n")
+
+    # ---- single records: {"question", "context"}, optional "id" and "title" ---------------
+    def record_fields(self) -> dict[str, str]:
+        return {"question": "text", "context": "text", "id": "optional identifier",
+                "title": "optional"}
+
+    def read_record(self, row, where, position) -> QAExample:
+        question = record_text(self, row, "question", where)
+        context = record_text(self, row, "context", where)
+        qid = row.get("id", str(position))
+        if not isinstance(qid, (str, int)) or isinstance(qid, bool):
+            raise RecordError(f"{where}: field 'id' must be a string, got {short_repr(qid)}")
+        return QAExample(str(qid), str(row.get("title") or ""), context, question, [], None)
+
+    def prediction_record(self, prediction, example) -> dict:
+        out = {"id": example.id, "answer": prediction.text}
+        if self.version2:
+            diff = prediction.null_score_diff
+            out["null_score_diff"] = diff if math.isfinite(diff) else None
+        return out
 
 
 def null_odds_path(path) -> Path:

@@ -67,7 +67,8 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..metrics.spans import ner_scores, srl_scores
-from .base import BadRows, Encoded, Task, load_hub_split, register
+from .base import (BadRows, Encoded, RecordError, Task, load_hub_split, record_value,
+                   register, short_repr)
 from .readers import DataFormatError, read_lines
 
 CONLL03_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
@@ -426,8 +427,21 @@ class TaggingTask(Task):
 
     _scores = staticmethod(ner_scores)
 
-    def _prediction_row(self, tags: list[str], example: TaggedSentence) -> dict:
+    def prediction_record(self, tags: list[str], example: TaggedSentence) -> dict:
         return {"tokens": example.words, "tags": tags}
+
+    # ---- single records: {"tokens": [words]} (SRL: + "predicate") -----------------------
+    def record_fields(self) -> dict[str, str]:
+        return {"tokens": "list of words"}
+
+    def read_record(self, row, where, position) -> TaggedSentence:
+        tokens = record_value(self, row, "tokens", where)
+        if (not isinstance(tokens, list) or not tokens
+                or not all(isinstance(t, str) and t.strip() and not any(c.isspace() for c in t)
+                           for t in tokens)):
+            raise RecordError(f"{where}: field 'tokens' of task {self.name} must be a non-empty "
+                              f"list of words (strings without spaces), got {short_repr(tokens)}")
+        return TaggedSentence(list(tokens), None, None)
 
     def write_predictions(self, path, predictions: list, examples: list) -> None:
         """One JSON line per input sentence, in input order, written atomically."""
@@ -437,7 +451,7 @@ class TaggingTask(Task):
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for tags, ex in zip(predictions, examples):
-                f.write(json.dumps(self._prediction_row(tags, ex), ensure_ascii=False) + "\n")
+                f.write(json.dumps(self.prediction_record(tags, ex), ensure_ascii=False) + "\n")
         os.replace(tmp, path)
 
 
@@ -516,8 +530,20 @@ class SrlTask(TaggingTask):
 
     _scores = staticmethod(srl_scores)
 
-    def _prediction_row(self, tags, example):
+    def prediction_record(self, tags, example):
         return {"predicate": example.predicate, "tokens": example.words, "tags": tags}
+
+    def record_fields(self):
+        return {**super().record_fields(), "predicate": "0-based index of the predicate word"}
+
+    def read_record(self, row, where, position):
+        sentence = super().read_record(row, where, position)
+        predicate = record_value(self, row, "predicate", where)
+        if isinstance(predicate, bool) or not isinstance(predicate, int) \
+                or not 0 <= predicate < len(sentence.words):
+            raise RecordError(f"{where}: field 'predicate' of task {self.name} must be a word "
+                              f"index in 0..{len(sentence.words) - 1}, got {predicate!r}")
+        return TaggedSentence(sentence.words, None, predicate)
 
 
 def _check_labels(name: str, labels) -> tuple[str, ...]:
