@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # CoNLL-04 NER with the offline MiniLM encoder on CPU: finetune vs prompt vs ptv2, best dev F1
 # and wall time of each (docs/RESULTS.md). Usage: bash benchmarks/conll04_methods.sh [OUT]
+# With no variables set each method runs with `ptv2 train`'s own per-task defaults
+# (ptv2_ds/recipes.py: ptv2 P 64, lr 2e-2, 40 epochs; prompt P 16, lr 1e-2, 40 epochs;
+# finetune lr 5e-5, 10 epochs; batch 32; max length 256, longer sentences windowed).
+#   EPOCHS=N       epochs of ptv2 and prompt      FT_EPOCHS=N   epochs of finetune
+#   MAX_LEN=N      --max-seq-len                  METHODS="ptv2 finetune prompt"
+#   EXTRA="..."    more `ptv2 train` flags for every run (e.g. "--prefix-init activations")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/conll04_methods}
 DATA=${DATA:-../shared/data/conll04}
-EPOCHS=${EPOCHS:-20}          # ptv2 and prompt
-FT_EPOCHS=${FT_EPOCHS:-$EPOCHS}  # finetune
 PTV2=${PTV2:-.venv/bin/ptv2}
 export DS_ACCELERATOR=cpu HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 common=(--task conll04 --model minilm --train-file "$DATA/train.txt"
-        --validation-file "$DATA/dev.txt" --batch-size 32 --max-seq-len 128 --resume none)
+        --validation-file "$DATA/dev.txt" --seed 42 --resume none
+        ${MAX_LEN:+--max-seq-len "$MAX_LEN"})
+# shellcheck disable=SC2206  # EXTRA is a list of flags
+extra=(${EXTRA:-})
 run() {  # name, flags...
   local name=$1; shift
   local t0=$SECONDS
-  "$PTV2" train "${common[@]}" --output-dir "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
+  "$PTV2" train "${common[@]}" --output-dir "$OUT/$name" "$@" "${extra[@]}" \
+    > "$OUT/$name.log" 2>&1
   python3 - "$OUT/$name/metrics.json" "$name" $((SECONDS - t0)) <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -25,8 +33,7 @@ PY
 mkdir -p "$OUT"
 for method in ${METHODS:-ptv2 finetune prompt}; do
   case $method in
-    ptv2)     run ptv2     --method ptv2 --prefix-len 64 --lr 2e-2 --epochs "$EPOCHS" ;;
-    finetune) run finetune --method finetune --lr 5e-5 --epochs "$FT_EPOCHS" ;;
-    prompt)   run prompt   --method prompt --prefix-len 16 --lr 1e-2 --epochs "$EPOCHS" ;;
+    ptv2|prompt) run "$method" --method "$method" ${EPOCHS:+--epochs "$EPOCHS"} ;;
+    finetune)    run finetune --method finetune ${FT_EPOCHS:+--epochs "$FT_EPOCHS"} ;;
   esac
 done
