@@ -91,20 +91,26 @@ def frequent_tokens(tokenizer, features: list[dict], count: int) -> list[int]:
     return picked
 
 
+def _device_of(backbone) -> torch.device:
+    return next(backbone.parameters()).device
+
+
 @torch.no_grad()
 def mean_key_values(backbone, features: list[dict], token_ids: list[int]
                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per layer, keys and values [heads, P, head_dim]: for each of ``token_ids`` the mean of
-    the layer's keys/values over that token's occurrences in ``features`` (real tokens only)."""
+    the layer's keys/values over that token's occurrences in ``features`` (real tokens only).
+    Runs on the device the backbone is on."""
     L, s = backbone.prefix_shape.num_layers, backbone.prefix_shape
-    P = len(token_ids)
-    slot_of = torch.full((max(token_ids) + 1,), -1, dtype=torch.long)
-    slot_of[torch.tensor(token_ids)] = torch.arange(P)
-    sums = torch.zeros(L, 2, P, s.num_heads, s.head_dim, dtype=torch.float64)
-    seen = torch.zeros(P, dtype=torch.float64)
+    P, device = len(token_ids), _device_of(backbone)
+    slot_of = torch.full((max(token_ids) + 1,), -1, dtype=torch.long, device=device)
+    slot_of[torch.tensor(token_ids, device=device)] = torch.arange(P, device=device)
+    sums = torch.zeros(L, 2, P, s.num_heads, s.head_dim, dtype=torch.float64, device=device)
+    seen = torch.zeros(P, dtype=torch.float64, device=device)
     for start in range(0, len(features), CAPTURE_BATCH):
         batch = backbone.collate([{k: f[k] for k in BACKBONE_KEYS if k in f}
                                   for f in features[start:start + CAPTURE_BATCH]])
+        batch = {k: v.to(device) for k, v in batch.items()}
         ids = batch["input_ids"]
         slots = torch.where(ids < len(slot_of), slot_of[ids.clamp(max=len(slot_of) - 1)],
                             torch.full_like(ids, -1))
@@ -118,7 +124,7 @@ def mean_key_values(backbone, features: list[dict], token_ids: list[int]
             for j, x in enumerate((k, v)):                        # [B, heads, S, d]
                 rows = x.permute(0, 2, 1, 3)[where]               # [N, heads, d]
                 sums[layer, j].index_add_(0, target, rows.double())
-    mean = (sums / seen.clamp(min=1).view(1, 1, P, 1, 1)).float()
+    mean = (sums / seen.clamp(min=1).view(1, 1, P, 1, 1)).float().cpu()
     return [(mean[layer, 0].transpose(0, 1), mean[layer, 1].transpose(0, 1))
             for layer in range(L)]
 
@@ -131,18 +137,23 @@ def sequence_key_values(backbone, token_ids: list[int]
     P = len(token_ids)
     feature = backbone.encode(token_ids, None, P + backbone.num_special_tokens(False))
     start, _ = backbone.segment_starts(P, pair=False)
-    batch = backbone.collate([feature])
-    return [(k[0, :, start:start + P], v[0, :, start:start + P])
+    batch = {k: v.to(_device_of(backbone)) for k, v in backbone.collate([feature]).items()}
+    return [(k[0, :, start:start + P].cpu(), v[0, :, start:start + P].cpu())
             for k, v in backbone.layer_key_values(batch)]
 
 
 @torch.no_grad()
-def init_prompt_from(model, kind: str, features: list[dict], seed: int) -> str:
+def init_prompt_from(model, kind: str, features: list[dict], seed: int,
+                     device: str | torch.device | None = None) -> str:
     """Set the prompt of ``model`` (a PromptedModel before the DeepSpeed engine) as ``kind``
     says, from the training inputs ``features`` (encoded for its backbone); returns a line
-    for the log. ``random`` leaves the model as built."""
+    for the log. ``random`` leaves the model as built. ``device``: where to run the capture
+    (the model is moved there first, as the engine would move it; a 10B backbone must not
+    read 256 inputs on the CPU)."""
     if kind == "random":
         return "prompt initialised N(0, 0.02) (--prefix-init random)"
+    if device is not None:
+        model.to(device)
     backbone, settings = model.backbone, model.settings
     tokenizer = backbone.tokenizer
     P = settings.prefix_len
@@ -167,8 +178,8 @@ def init_prompt_from(model, kind: str, features: list[dict], seed: int) -> str:
     table = prompt.table.view(P, 2 * len(prompt.layers), s.num_heads, s.head_dim)
     for slot, layer in enumerate(prompt.layers):
         k, v = per_layer[layer]                                   # [heads, P, d]
-        table[:, 2 * slot] = k.transpose(0, 1).to(table.dtype)
-        table[:, 2 * slot + 1] = v.transpose(0, 1).to(table.dtype)
+        table[:, 2 * slot] = k.transpose(0, 1).to(table)
+        table[:, 2 * slot + 1] = v.transpose(0, 1).to(table)
     source = "read as one sequence" if kind == "vocab" else \
         f"averaged over their uses in {len(sample)} training inputs"
     return (f"prefix keys/values initialised from the backbone's own for {words}, {source} "

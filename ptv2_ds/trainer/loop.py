@@ -145,8 +145,11 @@ def _train(args: TrainArgs) -> dict:
         train_sets[n] = t.encode(train_rows[n], backbone, max_lens[n], show_progress=main)
         dev_sets[n] = t.encode(splits[n]["dev"], backbone, max_lens[n], show_progress=main)
     if args.prefix_init != "random":  # from the training inputs of every task, in order
+        from deepspeed.accelerator import get_accelerator
+
         note = init_prompt_from(model, args.prefix_init,
-                                [f for n in names for f in train_sets[n].features], args.seed)
+                                [f for n in names for f in train_sets[n].features], args.seed,
+                                device=get_accelerator().current_device_name())
         if main:
             print(f"[ptv2] {note}")
     # each task's sampler seed and pass fix its data order, the mixture's seed and epoch the
