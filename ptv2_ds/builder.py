@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .backbones import load_backbone
 from .dropout import set_cpu_dropout
+from .heads import resolve_auto_head
 from .model import HeadSpec, PromptedModel, PromptSettings
 from .tasks import Task
 
@@ -29,11 +30,17 @@ def build_model(args, task: Task | None = None, *, num_outputs: int | None = Non
     Multi-task (``tasks``, name -> Task, instead of ``task``): one shared prompt and one head
     per task, each the head ``--head`` means for that task's family."""
     set_cpu_dropout(getattr(args, "cpu_dropout", "fast"))
+    requested = args.head
+    if requested == "auto":  # TrainArgs resolve it when made; a ModelArgs from Python here
+        families = ([t.family for t in tasks.values()] if tasks is not None else
+                    [task.family if task is not None else "classification"])
+        requested, _ = resolve_auto_head(args.model, getattr(args, "model_path", None),
+                                         families)
     if tasks is not None:
-        kinds = {name: t.head_kind(args.head) for name, t in tasks.items()}
+        kinds = {name: t.head_kind(requested) for name, t in tasks.items()}
         head = "verbalizer" if "verbalizer" in kinds.values() else next(iter(kinds.values()))
     else:
-        head = task.head_kind(args.head) if task is not None else args.head
+        head = task.head_kind(requested) if task is not None else requested
     backbone = load_backbone(args.model, model_path=getattr(args, "model_path", None),
                              with_lm_head=head == "verbalizer",
                              gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
