@@ -25,7 +25,7 @@ def resolve_auto_head(model: str, model_path: str | None, families: list[str]
 
     pooling = declared_pooling(model, model_path)
     if pooling == "mean" and set(families) == {"classification"}:
-        return "mean", "the checkpoint declares mean pooling (sentence-transformers 1_Pooling)"
+        return "mean", "the checkpoint declares mean pooling, sentence-transformers 1_Pooling"
     if pooling == "mean":
         return "linear", "mean pooling is a classification head; these tasks use their own"
     return "linear", "the paper's head on [CLS]"
