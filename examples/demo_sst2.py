@@ -2,8 +2,9 @@
 
 Trains deep prompts (16 positions in each of MiniLM's 6 layers, 0.3% of the backbone's
 parameters) plus a linear head on the mean token state (``--head auto``: MiniLM is a
-sentence-embedding encoder that declares mean pooling) on a 4,000-sentence SST-2 sample, evaluates on an 872-sentence
-dev sample every epoch, and prints the dev accuracy and where the TensorBoard logs are.
+sentence-embedding encoder that declares mean pooling) on a 4,000-sentence SST-2 sample,
+evaluates on an 872-sentence dev sample every epoch, and prints the dev accuracy and where the
+TensorBoard logs are.
 """
 from __future__ import annotations
 

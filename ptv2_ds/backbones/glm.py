@@ -174,7 +174,8 @@ class GLMBackbone(Backbone):
             _, k, v = out.view(B, S, 3, s.num_heads, s.head_dim).permute(2, 0, 3, 1, 4)
             return {"k": k, "v": v}
 
-        return [[(layer.attention.query_key_value, split)] for layer in self.model.transformer.layers]
+        return [[(layer.attention.query_key_value, split)]
+                for layer in self.model.transformer.layers]
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Tied LM logits [N, V] for hidden states [N, H] (GLM has no output bias)."""

@@ -54,5 +54,5 @@ def build_head(kind: str, hidden_size: int, num_outputs: int, *, backbone=None,
     raise UserError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
 
 
-__all__ = ["HEADS", "LinearHead", "MeanPoolHead", "PoolerHead", "SpanHead", "TokenHead", "VerbalizerHead",
-           "build_head", "resolve_auto_head", "verbalizer_token_ids"]
+__all__ = ["HEADS", "LinearHead", "MeanPoolHead", "PoolerHead", "SpanHead", "TokenHead",
+           "VerbalizerHead", "build_head", "resolve_auto_head", "verbalizer_token_ids"]

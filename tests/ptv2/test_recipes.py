@@ -141,7 +141,8 @@ def _sentence_transformers_dir(tmp_path, pooling: dict) -> str:
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "modules.json").write_text(json.dumps(
         [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-         {"idx": 1, "name": "1", "path": "1_Pool", "type": "sentence_transformers.models.Pooling"}]))
+         {"idx": 1, "name": "1", "path": "1_Pool",
+          "type": "sentence_transformers.models.Pooling"}]))
     (tmp_path / "1_Pool").mkdir()
     (tmp_path / "1_Pool" / "config.json").write_text(json.dumps(pooling))
     return str(tmp_path)
