@@ -54,9 +54,10 @@ def check_prefix_init(kind: str, method: str, reparam: str, prompt_encoder: str,
                         "(--init-prompt ARTIFACT)")
 
 
-def word_like(tokenizer, token_id: int) -> bool:
-    """A token worth a prompt slot: not special, and with a letter or digit in it."""
-    if token_id in set(tokenizer.all_special_ids):
+def word_like(tokenizer, token_id: int, special: set[int] | None = None) -> bool:
+    """A token worth a prompt slot: not special, and with a letter or digit in it.
+    ``special``: the tokenizer's special ids, when the caller checks many tokens."""
+    if token_id in (special if special is not None else set(tokenizer.all_special_ids)):
         return False
     text = tokenizer.convert_ids_to_tokens(token_id)
     return isinstance(text, str) and not (text.startswith("[") and text.endswith("]")) \
@@ -66,9 +67,10 @@ def word_like(tokenizer, token_id: int) -> bool:
 def vocab_tokens(tokenizer, count: int, seed: int) -> list[int]:
     """``count`` distinct word-like token ids drawn uniformly from the vocabulary."""
     generator = torch.Generator().manual_seed(seed)
+    special = set(tokenizer.all_special_ids)
     picked: list[int] = []
     for token_id in torch.randperm(len(tokenizer), generator=generator).tolist():
-        if word_like(tokenizer, token_id):
+        if word_like(tokenizer, token_id, special):
             picked.append(token_id)
             if len(picked) == count:
                 return picked
@@ -83,7 +85,8 @@ def frequent_tokens(tokenizer, features: list[dict], count: int) -> list[int]:
         for token_id in f["input_ids"]:
             counts[token_id] = counts.get(token_id, 0) + 1
     ranked = sorted(counts, key=lambda t: (-counts[t], t))
-    picked = [t for t in ranked if word_like(tokenizer, t)][:count]
+    special = set(tokenizer.all_special_ids)
+    picked = [t for t in ranked if word_like(tokenizer, t, special)][:count]
     if len(picked) < count:
         raise UserError(f"--prefix-init activations: the training data has only {len(picked)} "
                         f"different word tokens, fewer than --prefix-len {count}; use a "
