@@ -44,15 +44,17 @@ loaders below build on that:
   no random init) and assigns the checkpoint tensors into it (`load_state_dict(assign=True)`),
   so the process holds one copy of the weights, not two.
 * `from_pretrained(..., zero_init=True)` builds the model inside `deepspeed.zero.Init`, so each
-  rank only ever holds its 1/world_size partition, then fills it one submodule at a time:
-  every rank enters `deepspeed.zero.GatheredParameters(<that module's own parameters>,
-  modifier_rank=0)`, rank 0 copies that module's tensors from the memory-mapped files, and the
-  context's exit broadcasts them and re-partitions. Peak memory is about one submodule
-  (the largest is the word-embedding table) plus the tensor being read, on any rank.
+  rank only ever holds its 1/world_size partition, then every rank copies its own slice of each
+  parameter from the memory-mapped files into its partition (safetensors: reading only the
+  rows that cover the slice). No parameter is gathered and nothing is broadcast, so loading
+  adds at most one parameter's partition-sized read to any rank. Partition layouts other than
+  DeepSpeed's default (hpZ, NVMe offload) fall back to gathering each submodule, rank 0
+  copying and the context's exit re-partitioning.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -334,6 +336,12 @@ class CheckpointReader:
     def get(self, key: str) -> torch.Tensor:
         raise NotImplementedError
 
+    def get_flat(self, key: str, start: int, length: int) -> torch.Tensor:
+        """Elements ``[start, start + length)`` of the flattened tensor ``key`` (row-major):
+        what one ZeRO-3 rank holds of it. Readers that can read part of a tensor read only
+        the rows that cover the range; this default reads the whole tensor."""
+        return self.get(key).reshape(-1)[start:start + length]
+
     def file_of(self, key: str) -> str:
         raise NotImplementedError
 
@@ -550,6 +558,20 @@ class HubCheckpointReader(CheckpointReader):
             return handle.get_tensor(stored)
         return handle[stored]
 
+    def get_flat(self, key: str, start: int, length: int) -> torch.Tensor:
+        f, stored = self._locate(key)
+        if not f.endswith(".safetensors"):  # a memory-mapped pickle: slicing reads no more
+            return super().get_flat(key, start, length)
+        part = self._handles[f].get_slice(stored)
+        shape = part.get_shape()
+        if not shape:  # a scalar: nothing to save
+            return super().get_flat(key, start, length)
+        row = math.prod(shape[1:])  # elements per index of the first dimension
+        first, last = start // row, -(-(start + length) // row)
+        rows = part[first:last].reshape(-1)  # reads only these rows from the file
+        offset = start - first * row
+        return rows[offset:offset + length]
+
     def file_of(self, key: str) -> str:
         return self._locate(key)[0]
 
@@ -700,15 +722,12 @@ def from_pretrained(
             in the checkpoint (zero_init=False); with zero_init it lets `ds_config` decide
             (its fp16/bf16 section; fp32 when neither is enabled or there is no ds_config).
         zero_init: build the model inside `deepspeed.zero.Init(config_dict_or_path=ds_config)`
-            (ZeRO stage 3: every parameter partitioned over the ranks at creation) and load it
-            submodule by submodule: all ranks enter
-            `deepspeed.zero.GatheredParameters(module.parameters(recurse=False),
-            modifier_rank=0)`, rank 0 copies that module's tensors from the memory-mapped
-            file(s) (merging model-parallel pieces of just those tensors), and the exit
-            broadcasts and re-partitions them. No rank ever holds more than one submodule in
-            full. Must be called on every rank (it is collective); the checkpoint directory
-            must be readable by every rank (each reads the metadata to check keys and shapes;
-            only rank 0 reads the weights). torch.distributed is initialised through
+            (ZeRO stage 3: every parameter partitioned over the ranks at creation), then every
+            rank copies its own slice of each parameter into its partition, reading only
+            that part of the file(s) (model-parallel pieces are merged per tensor); no rank
+            ever holds a full parameter (hpZ / NVMe layouts gather one submodule at a time
+            instead). Must be called on every rank (it is collective); the checkpoint
+            directory must be readable by every rank. torch.distributed is initialised through
             `deepspeed.init_distributed()` if it is not already.
         ds_config: the DeepSpeed config (dict or JSON path) for zero.Init; use the same one
             you pass to `deepspeed.initialize`.
@@ -752,6 +771,26 @@ def from_pretrained(
     return model.eval()
 
 
+def _holds_plain_partition(p: torch.nn.Parameter) -> bool:
+    """True when ``p`` is a ZeRO-3 parameter whose only copy of the weights is this rank's
+    contiguous slice of the flattened tensor in ``p.ds_tensor`` (the default layout)."""
+    tensor = getattr(p, "ds_tensor", None)
+    return (tensor is not None and getattr(p, "ds_secondary_tensor", None) is None
+            and hasattr(p, "ds_zero_partition_rank")
+            and "nvme" not in str(getattr(tensor, "final_location", "")))
+
+
+def _copy_partition(reader: CheckpointReader, key: str, p: torch.nn.Parameter) -> None:
+    """Fill this rank's ZeRO-3 partition of ``p`` from the checkpoint: DeepSpeed gives rank r
+    elements ``[r * n, (r + 1) * n)`` of the flattened parameter (n = ``ds_tensor.ds_numel``;
+    the last rank's slice is zero-padded past the end)."""
+    size = p.ds_tensor.ds_numel
+    start = size * p.ds_zero_partition_rank
+    length = max(0, min(size, p.ds_numel - start))
+    if length:
+        p.ds_tensor.narrow(0, 0, length).copy_(reader.get_flat(key, start, length))
+
+
 def _from_pretrained_zero(path: str, config, dtype, ds_config, model_kwargs,
                           allow_unsafe_pickle: bool = False):
     import deepspeed
@@ -781,36 +820,51 @@ def _from_pretrained_zero(path: str, config, dtype, ds_config, model_kwargs,
         with deepspeed.zero.Init(**init_kwargs):
             model = GLMModel(cfg, **model_kwargs)
 
-        # A read error on rank 0 must not leave the other ranks waiting inside the next
-        # GatheredParameters: rank 0 records it, keeps entering (and leaving) every context
-        # without copying, and the error is raised on all ranks after one final all-reduce.
+        # Each rank copies its own partition of every parameter straight from the (memory-
+        # mapped) files into `ds_tensor`, reading only the rows that cover it: no gather, no
+        # broadcast, and no rank ever holds a full parameter. Layouts this does not cover
+        # (hpZ secondary partitions, NVMe-offloaded partitions) take the gathered path: all
+        # ranks gather the module, rank 0 copies, the context's exit re-partitions.
+        # A read error must not leave the other ranks waiting in a collective: a rank that
+        # fails records it, keeps going without copying, and every rank raises after one
+        # all-reduce at the end.
         error: BaseException | None = None
         with torch.no_grad():
             for mod_name, module in model.named_modules():
                 params = list(module.named_parameters(recurse=False))
                 buffers = [(n, b) for n, b in module.named_buffers(recurse=False)
                            if n not in module._non_persistent_buffers_set]
-                if not params and not buffers:
-                    continue
                 prefix = f"{mod_name}." if mod_name else ""
-                with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=0):
-                    if rank == 0 and error is None:
-                        try:
-                            for n, p in params:
-                                p.data.copy_(reader.get(prefix + n))
-                        except Exception as exc:  # noqa: BLE001 - re-raised below on all ranks
-                            error = exc
+                if params and all(_holds_plain_partition(p) for _, p in params):
+                    for n, p in params:
+                        if error is None:
+                            try:
+                                _copy_partition(reader, prefix + n, p)
+                            except Exception as exc:  # noqa: BLE001 - re-raised below
+                                error = exc
+                elif params:
+                    with deepspeed.zero.GatheredParameters([p for _, p in params],
+                                                           modifier_rank=0):
+                        if rank == 0 and error is None:
+                            try:
+                                for n, p in params:
+                                    p.data.copy_(reader.get(prefix + n))
+                            except Exception as exc:  # noqa: BLE001 - re-raised below
+                                error = exc
                 for n, b in buffers:  # buffers are not partitioned: every rank reads its own
                     b.copy_(reader.get(prefix + n))
 
-        flag = torch.tensor([0.0 if error is None else 1.0],
-                            device=get_accelerator().current_device_name())
-        dist.all_reduce(flag)
-        if flag.item():
+        failed = torch.zeros(dist.get_world_size(),
+                             device=get_accelerator().current_device_name())
+        failed[rank] = float(error is not None)
+        dist.all_reduce(failed)
+        if failed.any():
+            ranks = ", ".join(str(r) for r in failed.nonzero().flatten().tolist())
             if error is not None:
-                raise CheckpointError(f"loading {reader.source} failed on rank 0: "
+                raise CheckpointError(f"loading {reader.source} failed on rank {ranks}: "
                                       f"{error}") from error
-            raise CheckpointError(f"loading {reader.source} failed on rank 0 (see its log)")
+            raise CheckpointError(f"loading {reader.source} failed on rank {ranks} "
+                                  "(see its log)")
     finally:
         reader.close()
     return model.eval()

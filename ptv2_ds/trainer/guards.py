@@ -5,7 +5,9 @@ the current optimizer step, writes a checkpoint and exits with ``EXIT_PREEMPTED`
 script can requeue. Divergence: a non-finite loss (fp32/bf16), or a run of fp16 overflow-
 skipped steps, stops training before the bad update is applied, so the last checkpoint stays
 good. Under several ranks every flag is agreed with one all-reduce per micro-step, because a
-rank that stops alone would leave the others hanging in a collective.
+rank that stops alone would leave the others hanging in a collective; the same all-reduce
+carries the loss and token count the log needs, and its result is read once per micro-step
+without draining the accelerator's queue (``Agreement``).
 """
 from __future__ import annotations
 
@@ -42,19 +44,46 @@ class StopFlags:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def agree(self, loss: torch.Tensor, device) -> tuple[bool, bool, float]:
-        """(preempt, loss_not_finite, mean loss over ranks), agreed by all ranks in one
-        all-reduce."""
+    def agree(self, loss: torch.Tensor, tokens: torch.Tensor) -> "Agreement":
+        """Start agreeing this micro-step's flags and numbers over the ranks: preemption,
+        a non-finite loss, the loss and the batch's token count, in one all-reduce of a
+        4-vector built on the loss's device. Nothing here waits for the device: call
+        ``Agreement.result()`` after ``engine.backward`` (on a GPU the backward kernels are
+        queued by then, so reading the result stalls nothing)."""
         import deepspeed.comm as dist
 
-        loss = loss.detach().float()
-        finite = bool(torch.isfinite(loss))
-        values = torch.tensor([float(self.preempt_signal is not None), float(not finite),
-                               loss.item() if finite else 0.0], device=device)
+        loss = loss.detach().double()
+        finite = torch.isfinite(loss)
+        values = torch.stack([torch.full_like(loss, float(self.preempt_signal is not None)),
+                              (~finite).double(), torch.where(finite, loss, 0.0),
+                              tokens.detach().double().reshape(())])
         world = dist.get_world_size()
         if world > 1:
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        return bool(values[0] > 0), bool(values[1] > 0), float(values[2]) / world
+        return Agreement(values, world)
+
+
+class Agreement:
+    """One micro-step's agreed (preempt, loss_not_finite, mean loss over ranks, tokens summed
+    over ranks). On CUDA the 4 numbers are copied to pinned host memory without blocking and
+    an event marks the copy; ``result()`` waits for that event only (the forward and the
+    all-reduce), not for the whole device queue."""
+
+    def __init__(self, values: torch.Tensor, world: int):
+        self.world = world
+        self.event = None
+        if values.device.type == "cuda":
+            self.values = values.to("cpu", non_blocking=True)  # into pinned memory
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.values = values
+
+    def result(self) -> tuple[bool, bool, float, int]:
+        if self.event is not None:
+            self.event.synchronize()
+        preempt, not_finite, loss_sum, tokens = self.values.tolist()
+        return preempt > 0, not_finite > 0, loss_sum / self.world, int(tokens)
 
 
 def loss_scale(engine) -> float | None:

@@ -250,15 +250,21 @@ def _train(args: TrainArgs) -> dict:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 outputs = engine(batch, task=name) if multi else engine(batch)
                 loss = tasks[name].loss(outputs, batch)
-                preempt, not_finite, global_loss = flags.agree(loss, device)
+                agreement = flags.agree(loss, batch["attention_mask"].sum())
+                engine.backward(loss)
+                # the one host read of this micro-step, after the backward is queued; a
+                # non-finite loss stops the run here, before the optimizer step applies it
+                preempt, not_finite, global_loss, tokens = agreement.result()
                 if not_finite and not engine.fp16_enabled():
                     raise TrainingDiverged(
                         f"the training loss is {loss.item()} at step {state['step'] + 1} "
                         f"({precision}); stopped before applying it. The last good checkpoint "
                         f"is in {out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
-                engine.backward(loss)
                 boundary = engine.is_gradient_accumulation_boundary()
-                boundary_norm = _local_grad_norm(trainable) if boundary else None
+                # gradient norms cost a device read: only for the steps that are logged
+                logged = boundary and _logged_step(state["step"] + 1, args.log_every,
+                                                   total_steps)
+                boundary_norm = _local_grad_norm(trainable) if logged else None
                 step_tasks.append(name)
                 if boundary and head_groups:
                     _freeze_idle_heads(optimizer, head_groups, set(step_tasks))
@@ -276,7 +282,7 @@ def _train(args: TrainArgs) -> dict:
                 step_losses.append(global_loss)
                 window["micro"] += 1
                 window["samples"] += batch["input_ids"].shape[0] * world
-                window["tokens"] += int(batch["attention_mask"].sum()) * world
+                window["tokens"] += tokens
                 if engine.global_steps == state["step"]:
                     continue  # inside a gradient-accumulation cycle
                 state["step"] = engine.global_steps
@@ -289,7 +295,7 @@ def _train(args: TrainArgs) -> dict:
                 record = {"step": state["step"], "loss": step_loss,
                           "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
                           "skipped_steps": engine.skipped_steps,
-                          "grad_norm": _grad_norm(engine, boundary_norm),
+                          "grad_norm": _grad_norm(engine, boundary_norm) if logged else None,
                           "time": round(time.time(), 3)}  # wall clock, for step rates
                 if multi:  # the task(s) of this step's micro-batches
                     record["task"] = ",".join(dict.fromkeys(step_tasks))
@@ -302,7 +308,7 @@ def _train(args: TrainArgs) -> dict:
                         f"{consecutive_skips} optimizer steps in a row were skipped for fp16 "
                         f"overflow (loss scale {record['loss_scale']}); the last good "
                         f"checkpoint is in {out / CHECKPOINTS}. Lower --lr or use bf16.")
-                if state["step"] % args.log_every == 0 or state["step"] == total_steps:
+                if logged:
                     memory = gather_peak_memory(device)  # collective
                     elapsed = time.perf_counter() - window["t0"]
                     steps_in_window = max(1, window["micro"] / args.grad_accum)
@@ -406,6 +412,11 @@ def _check_same_schedule(schedule: list[str], epoch: int) -> None:
     if any(s != schedule for s in shares):
         raise RuntimeError(f"epoch {epoch}: the ranks' task schedules differ (the training "
                            "sets must be the same on every rank)")
+
+
+def _logged_step(step: int, log_every: int, total_steps: int) -> bool:
+    """Optimizer step ``step`` writes the training scalars (and reads the gradient norm)."""
+    return step % log_every == 0 or step == total_steps
 
 
 def _local_grad_norm(params) -> float | None:

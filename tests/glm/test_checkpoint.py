@@ -500,3 +500,49 @@ def test_convert_cli_help():
         proc = subprocess.run([script, "convert", "--help"], capture_output=True, text=True,
                               timeout=60)
         assert proc.returncode == 0 and "--dtype" in proc.stdout
+
+
+# -- partial reads for ZeRO-3 partitions ------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pickle"])
+def test_get_flat_reads_exactly_the_requested_elements(tmp_path, fmt):
+    g = torch.Generator().manual_seed(0)
+    tensors = {"w": torch.randn(7, 5, 3, generator=g), "b": torch.randn(11, generator=g),
+               "s": torch.tensor(2.5)}
+    (tmp_path / "config.json").write_text(json.dumps(tiny_config().to_dict()))
+    if fmt == "safetensors":
+        save_file(tensors, str(tmp_path / "model.safetensors"))
+    else:
+        torch.save(tensors, tmp_path / "pytorch_model.bin")
+    reader = open_checkpoint(tmp_path)
+    for key, full in tensors.items():
+        flat = full.reshape(-1)
+        n = flat.numel()
+        # ranges inside one row, straddling rows, at both ends, empty, the whole tensor
+        for start, length in [(0, n), (0, 1), (n - 1, 1), (4, 9), (14, 16), (n, 0),
+                              (n // 2, n - n // 2)]:
+            got = reader.get_flat(key, start, length)
+            assert torch.equal(got, flat[start:start + length]), (key, start, length)
+
+
+def test_copy_partition_fills_each_rank_slice_and_pads_the_last():
+    from types import SimpleNamespace
+
+    from glm.checkpoint import _copy_partition
+
+    class Reader:
+        def get_flat(self, key, start, length):
+            return torch.arange(10, dtype=torch.float32)[start:start + length]
+
+    world, numel = 3, 10
+    size = -(-numel // world)  # DeepSpeed pads every partition to ceil(numel / world)
+    slices = []
+    for rank in range(world):
+        p = SimpleNamespace(ds_tensor=torch.full((size,), -1.0), ds_numel=numel,
+                            ds_zero_partition_rank=rank)
+        p.ds_tensor.ds_numel = size
+        _copy_partition(Reader(), "w", p)
+        slices.append(p.ds_tensor)
+    assert torch.equal(slices[0], torch.tensor([0.0, 1, 2, 3]))
+    assert torch.equal(slices[1], torch.tensor([4.0, 5, 6, 7]))
+    assert torch.equal(slices[2], torch.tensor([8.0, 9, -1, -1]))  # padding left alone

@@ -18,6 +18,7 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from glm.checkpoint import split_model_parallel
 from glm.config import GLMConfig
@@ -66,6 +67,9 @@ def test_zero3_layer_by_layer_load_two_ranks(tmp_path):
         shard = {k: split_model_parallel(k, v, 2)[r] for k, v in sd.items()}
         torch.save({"module": shard}, ckpt / "release" / f"mp_rank_{r:02d}_model_states.pt")
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(hub / "model.safetensors"))
     missing_key = "transformer.layers.1.post_attention_layernorm.bias"
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -92,7 +96,7 @@ def test_zero3_layer_by_layer_load_two_ranks(tmp_path):
                OMP_NUM_THREADS="1")
     cmd = [*_deepspeed_launcher(), "--num_gpus", "2", "--master_port", str(_free_port()),
            WORKER, "--ckpt", str(ckpt), "--config", str(tmp_path / "config.json"),
-           "--inputs", str(tmp_path / "inputs.pt"), "--out", str(out),
+           "--inputs", str(tmp_path / "inputs.pt"), "--out", str(out), "--hub-ckpt", str(hub),
            "--bad-ckpt", str(bad), "--inject-read-error", fail_key]
     try:
         proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
@@ -122,6 +126,7 @@ def test_zero3_layer_by_layer_load_two_ranks(tmp_path):
         assert "failed on rank 0" in rec["errors"]["read"]
         if rec["rank"] == 0:
             assert fail_key in rec["errors"]["read"]
+        assert rec["hub_equal"] is True  # safetensors partial reads == the release shards
         # Both ranks ran the forward and got the same logits.
         assert rec["logits_sum"] == pytest.approx(float(ref.logits.double().sum()), rel=1e-6)
     assert sum(rec["local_numel"] for rec in records) >= total

@@ -3,7 +3,8 @@
     DS_ACCELERATOR=cpu deepspeed --num_gpus 2 --master_port P tests/glm/zero_load_worker.py \
         --ckpt DIR --config CONFIG_JSON --inputs INPUTS_PT --out OUT_DIR
 
-Optionally first (--bad-ckpt, --inject-read-error) checks that a bad checkpoint and a read
+With --hub-ckpt it also loads the same weights from a safetensors file and compares every
+rank's partitions. Optionally first (--bad-ckpt, --inject-read-error) checks that a bad checkpoint and a read
 error on rank 0 raise CheckpointError on every rank instead of hanging. Then each rank builds
 the GLM model inside `deepspeed.zero.Init` (ZeRO stage 3, fp32, CPU
 accelerator / gloo) through `glm.checkpoint.from_pretrained(zero_init=True)`, which loads the
@@ -51,6 +52,7 @@ def main() -> None:
     p.add_argument("--config", required=True, help="GLMConfig as JSON (the checkpoint's shape)")
     p.add_argument("--inputs", required=True, help="torch file with input_ids/position_ids/sep")
     p.add_argument("--out", required=True)
+    p.add_argument("--hub-ckpt", help="the same weights in the hub layout (safetensors)")
     p.add_argument("--bad-ckpt", help="a checkpoint with a missing key; must raise on all ranks")
     p.add_argument("--inject-read-error", metavar="KEY",
                    help="make rank 0's read of KEY fail once; must raise on all ranks")
@@ -73,12 +75,12 @@ def main() -> None:
         except CheckpointError as exc:
             errors["validation"] = str(exc)
     if args.inject_read_error:
-        # Rank 0 fails to read one tensor half-way through the layer-by-layer load: the other
-        # rank must not be left waiting in a gather; both raise after the load loop.
+        # Rank 0 fails to read one tensor half-way through the load: the other rank must not
+        # be left waiting in a collective; both raise after the load loop.
         real_get = ReleaseCheckpointReader.get
 
         def failing_get(self, key):
-            if key == args.inject_read_error:
+            if key == args.inject_read_error and rank == 0:
                 raise OSError(f"injected read error for {key}")
             return real_get(self, key)
 
@@ -93,6 +95,13 @@ def main() -> None:
     model = from_pretrained(args.ckpt, cfg, zero_init=True, ds_config=DS_CONFIG)
 
     params = list(model.parameters())
+    hub_equal = None
+    if args.hub_ckpt:
+        # the same weights as one safetensors file: each rank reads only the rows covering its
+        # partition; every partition must equal the one loaded from the release checkpoint
+        hub = from_pretrained(args.hub_ckpt, cfg, zero_init=True, ds_config=DS_CONFIG)
+        hub_equal = all(torch.equal(a.ds_tensor, b.ds_tensor)
+                        for a, b in zip(params, hub.parameters(), strict=True))
     record = {
         "rank": rank,
         "world_size": world,
@@ -101,6 +110,7 @@ def main() -> None:
         "full_numel": sum(p.ds_numel for p in params),
         "visible_numel": sum(p.numel() for p in params),  # 0 outside a gather
         "errors": errors,
+        "hub_equal": hub_equal,
     }
 
     engine, *_ = deepspeed.initialize(model=model, config=DS_CONFIG)
