@@ -84,6 +84,14 @@ class PlanArgs:
                                  "(THUDM's arithmetic, stores them)", ["sdpa", "explicit"])
     overhead: str = opt("1.5GiB", "fixed per-GPU reserve for the CUDA context, NCCL, cuBLAS "
                                   "workspaces and allocator fragmentation")
+    accelerator: str = opt("gpu", "where the ranks compute: gpu, or cpu (DS_ACCELERATOR=cpu; "
+                                  "then every per-GPU term lives in host memory and "
+                                  "--gpus-per-node means ranks per node)", ["gpu", "cpu"])
+    host_mem: str = opt("none", "host (CPU) memory per node to check the host view against "
+                                "(e.g. 512GB); none: print the host view without a verdict")
+    host_baseline: str = opt("1GiB", "host memory of one rank's process before any weights: "
+                                     "Python, torch, DeepSpeed, tokenizer (measured ~0.9-1.0 "
+                                     "GiB on CPU)")
     ds_config: str | None = opt(None, "DeepSpeed JSON to read the ZeRO bucket / live-parameter "
                                       "settings from (default: the values of "
                                       "ds_configs/zero3_fp16.json, zero2_fp16.json for ZeRO-1/2)")
@@ -505,6 +513,9 @@ class Plan:
     activations_checkpointed: int
     activations_full: int
     host_bytes_per_node: int
+    host_bytes_per_rank: int = 0
+    host_budget: int | None = None  # --host-mem in bytes, None without one
+    host_terms: list[Term] = field(default_factory=list)
     terms: list[Term] = field(default_factory=list)
     symbols: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -520,6 +531,20 @@ class Plan:
     @property
     def headroom(self) -> int:
         return self.budget - self.total
+
+    @property
+    def host_fits(self) -> bool | None:
+        """Host memory per node within --host-mem (None: no --host-mem given)."""
+        if self.host_budget is None:
+            return None
+        return self.host_bytes_per_node <= self.host_budget
+
+    @property
+    def verdict(self) -> bool:
+        """The plan's answer: the GPU check (GPU ranks) and the host check (when --host-mem
+        is given); a CPU run without --host-mem has nothing to check and passes."""
+        checks = [self.host_fits] + ([self.fits] if self.args.accelerator == "gpu" else [])
+        return all(c for c in checks if c is not None)
 
 
 def _bytes_per_trainable(e: int) -> dict[str, int]:
@@ -562,6 +587,11 @@ def _validate(args: PlanArgs) -> None:
         raise UserError(f"--attention must be sdpa or explicit, got {args.attention!r}")
     if args.num_classes < 1:
         raise UserError(f"--num-classes must be >= 1, got {args.num_classes}")
+    if args.accelerator not in ("gpu", "cpu"):
+        raise UserError(f"--accelerator must be gpu or cpu, got {args.accelerator!r}")
+    if args.accelerator == "cpu" and args.offload:
+        raise UserError("--offload moves state from the GPU to the CPU; with --accelerator cpu "
+                        "everything is on the CPU already")
 
 
 def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
@@ -572,7 +602,8 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
     e = element_bytes(args.precision)
     W = args.nodes * args.gpus_per_node
     budget = parse_mem(args.gpu_mem)
-    overhead = parse_mem(args.overhead)
+    on_cpu = args.accelerator == "cpu"
+    overhead = 0 if on_cpu else parse_mem(args.overhead)
     zs = zero_settings(args)
     stage, offload = args.zero_stage, args.offload
     B, S, P, H = args.micro_batch, args.seq_len, args.prefix_len, shape.hidden_size
@@ -742,6 +773,7 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
     terms.append(Term("zero_buffers", "DeepSpeed buffers", buffers, b_formula))
 
     terms.append(Term("cuda_overhead", "CUDA context + allocator", overhead,
+                      "none: the ranks compute on the CPU" if on_cpu else
                       f"fixed reserve (--overhead {args.overhead}): context, NCCL, cuBLAS "
                       "workspace, fragmentation"))
 
@@ -756,7 +788,9 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
         host_gpu += sum(per[c] for c in host_part if c != "w16") * N_train // W
         if "w16" in host_part:
             host_gpu += per["w16"] * Nt_part // W
-    host_per_node = host_gpu * args.gpus_per_node
+    host_terms = host_memory_terms(args, shape, W, e, total, host_gpu, N_backbone)
+    host_rank = sum(t.bytes for t in host_terms)
+    host_per_node = host_rank * args.gpus_per_node
 
     max_pos = shape.max_positions
     used = S + (P if args.method == "prompt" else 0)
@@ -773,7 +807,8 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
               + (" (with the LM head)" if with_lm_head and shape.family != "glm" else "")),
         ("N_train", f"{N_train:,} trainable ({100 * N_train / max(N_backbone, 1):.3g}% of N)"),
         ("N_frozen", f"{N_frozen:,}"),
-        ("W", f"{W} GPUs ({args.nodes} node(s) × {args.gpus_per_node})"),
+        ("W", f"{W} {'CPU ranks' if on_cpu else 'GPUs'} ({args.nodes} node(s) × "
+              f"{args.gpus_per_node})"),
         ("e", f"{e} bytes ({args.precision})"),
         ("L, H, a, I, V", f"{L}, {H}, {shape.num_heads}, {shape.intermediate_size}, {V}"),
         ("S, P, B", f"{S}, {P}, {B}"),
@@ -792,10 +827,45 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
                   activations=act.total, prefix_kv=prefix, head_logits=logits,
                   zero_buffers=buffers, cuda_overhead=overhead, total=total, fits=fits,
                   activations_checkpointed=act_ck.total, activations_full=act_full.total,
-                  host_bytes_per_node=host_per_node, terms=terms, symbols=symbols, notes=notes)
-    if suggest and not fits:
+                  host_bytes_per_node=host_per_node, host_bytes_per_rank=host_rank,
+                  host_budget=None if args.host_mem == "none" else parse_mem(args.host_mem),
+                  host_terms=host_terms, terms=terms, symbols=symbols, notes=notes)
+    if suggest and not fits and not on_cpu:
         result.suggestions = _suggestions(args, shape, result)
     return result
+
+
+def host_memory_terms(args: PlanArgs, shape: ModelShape, W: int, e: int, device_total: int,
+                      offloaded: int, n_backbone: int) -> list[Term]:
+    """Host (CPU) memory of one rank, in bytes, term by term: the process itself, what the
+    device terms put on the host (all of them when the ranks compute on the CPU), the
+    offloaded ZeRO state, and the transient of loading the checkpoint."""
+    terms = [Term("process", "process baseline", parse_mem(args.host_baseline),
+                  f"--host-baseline {args.host_baseline}: Python, torch, DeepSpeed, "
+                  "tokenizer, before any weights")]
+    if args.accelerator == "cpu":
+        terms.append(Term("device_state", "training state (the CPU is the device)",
+                          device_total, "the per-rank total above (no CUDA reserve)"))
+    if offloaded:
+        terms.append(Term("offloaded", "offloaded ZeRO state", offloaded,
+                          "N_frozen_part·e/W + offloaded trainable components / W"))
+    largest_param = max(n for _, sizes in shape.modules() for n in sizes)
+    largest_module = max(sum(sizes) for _, sizes in shape.modules())
+    if args.zero_stage == 3 and shape.family == "glm":
+        load, formula = (_ceil_div(e * largest_param, W),
+                         "e·largest parameter/W: each rank reads only its own partition's "
+                         "slice of the file")
+    elif args.zero_stage == 3:
+        load, formula = (e * largest_module,
+                         "e·largest module: transformers gathers each module on every rank "
+                         "while rank 0 copies it in")
+    elif args.accelerator == "cpu":
+        load, formula = 0, "none beyond the weights counted above (read in place)"
+    else:
+        load, formula = (e * n_backbone, "e·N: the whole model is read into host memory "
+                                          "before it moves to the GPU (without ZeRO-3)")
+    terms.append(Term("loading", "loading transient", load, formula))
+    return terms
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -885,12 +955,15 @@ def _suggestions(args: PlanArgs, shape: ModelShape, base: Plan) -> list[str]:
 
 def format_plan(p: Plan) -> str:
     a = p.args
+    on_cpu = a.accelerator == "cpu"
     stage = f"ZeRO-{a.zero_stage}" + (" + CPU offload" if a.offload else "")
+    where = (f"{a.nodes} node(s) × {a.gpus_per_node} CPU ranks = {p.world_size}" if on_cpu else
+             f"{a.nodes} node(s) × {a.gpus_per_node} GPUs = {p.world_size}, {a.gpu_mem} "
+             f"({gib(p.budget):.2f} GiB) per GPU")
     lines = [
         f"ptv2 plan: {p.shape.name} ({p.shape.family}, {p.backbone_params / 1e9:.2f}B params), "
         f"--method {a.method}, {a.precision}, {stage}",
-        f"  {a.nodes} node(s) × {a.gpus_per_node} GPUs = {p.world_size}, {a.gpu_mem} "
-        f"({gib(p.budget):.2f} GiB) per GPU; micro-batch {a.micro_batch}, seq {a.seq_len}, "
+        f"  {where}; micro-batch {a.micro_batch}, seq {a.seq_len}, "
         f"prefix {a.prefix_len}, checkpointing {'on' if a.gradient_checkpointing else 'off'}",
         checkpointing_line(a.gradient_checkpointing),
         "",
@@ -899,8 +972,10 @@ def format_plan(p: Plan) -> str:
     width = max(len(k) for k, _ in p.symbols)
     lines += [f"  {k.ljust(width)} = {v}" for k, v in p.symbols]
     lines.append("")
-    label_w = max(len(t.label) for t in p.terms) + 2
+    label_w = max(len(t.label) for t in p.terms + p.host_terms) + 2
     formula_w = 64
+    if on_cpu:
+        lines.append("per rank, on the CPU (the device terms below are host memory):")
     lines.append(f"{'term'.ljust(label_w)}{'formula / note'.ljust(formula_w)}{'GiB':>9}")
     lines.append("-" * (label_w + formula_w + 9))
     for t in p.terms:
@@ -909,19 +984,33 @@ def format_plan(p: Plan) -> str:
         lines += [" " * label_w + w for w in wrapped[1:]]
     lines.append("-" * (label_w + formula_w + 9))
     lines.append(f"{'total'.ljust(label_w)}{''.ljust(formula_w)}{gib(p.total):9.3f}")
-    lines.append(f"{'budget'.ljust(label_w)}{('--gpu-mem ' + a.gpu_mem).ljust(formula_w)}"
-                 f"{gib(p.budget):9.3f}")
+    if not on_cpu:
+        lines.append(f"{'budget'.ljust(label_w)}{('--gpu-mem ' + a.gpu_mem).ljust(formula_w)}"
+                     f"{gib(p.budget):9.3f}")
+        lines.append("")
+        if p.fits:
+            lines.append(f"FITS: {gib(p.headroom):.2f} GiB to spare per GPU "
+                         f"(the plan uses {100 * p.total / p.budget:.0f}% of the budget)")
+        else:
+            lines.append(f"DOES NOT FIT: {gib(-p.headroom):.2f} GiB over per GPU "
+                         f"(the plan needs {100 * p.total / p.budget:.0f}% of the budget)")
     lines.append("")
-    if p.fits:
-        lines.append(f"FITS: {gib(p.headroom):.2f} GiB to spare per GPU "
-                     f"(the plan uses {100 * p.total / p.budget:.0f}% of the budget)")
+    ranks = f"{a.gpus_per_node} rank{'s' if a.gpus_per_node > 1 else ''}"
+    lines.append(f"host (CPU) memory per rank{' (the CPU is the device)' if on_cpu else ''}:")
+    for t in p.host_terms:
+        wrapped = textwrap.wrap(t.formula, formula_w - 2) or [""]
+        lines.append(f"{t.label.ljust(label_w)}{wrapped[0].ljust(formula_w)}{gib(t.bytes):9.3f}")
+        lines += [" " * label_w + w for w in wrapped[1:]]
+    lines.append(f"{'per rank'.ljust(label_w)}{''.ljust(formula_w)}"
+                 f"{gib(p.host_bytes_per_rank):9.3f}")
+    lines.append(f"{'per node'.ljust(label_w)}{('× ' + ranks).ljust(formula_w)}"
+                 f"{gib(p.host_bytes_per_node):9.3f}")
+    if p.host_fits is None:
+        lines.append("host: no --host-mem given, no verdict")
     else:
-        lines.append(f"DOES NOT FIT: {gib(-p.headroom):.2f} GiB over per GPU "
-                     f"(the plan needs {100 * p.total / p.budget:.0f}% of the budget)")
-    if p.host_bytes_per_node:
-        lines.append(f"host (CPU) memory for the offloaded state: about "
-                     f"{gib(p.host_bytes_per_node):.1f} GiB per node (pinned; not in the GPU "
-                     "total)")
+        lines.append(("host FITS" if p.host_fits else "host DOES NOT FIT") +
+                     f": {gib(p.host_bytes_per_node):.1f} of {gib(p.host_budget):.1f} GiB "
+                     f"per node (--host-mem {a.host_mem})")
     if p.suggestions:
         lines.append("")
         lines.append("to make it fit:")
@@ -946,8 +1035,8 @@ def checkpointing_line(on: bool) -> str:
 
 def run(args: PlanArgs) -> int:
     """Print the plan. Exit code: 0 when it fits (EXIT_FITS), 1 when it does not
-    (EXIT_DOES_NOT_FIT); bad options raise UserError, a ValueError (the CLI turns that into exit
+    (EXIT_DOES_NOT_FIT): the GPU budget on GPUs, and the host budget when --host-mem is given; bad options raise UserError, a ValueError (the CLI turns that into exit
     code 2)."""
     p = plan(args)
     print(format_plan(p))
-    return EXIT_FITS if p.fits else EXIT_DOES_NOT_FIT
+    return EXIT_FITS if p.verdict else EXIT_DOES_NOT_FIT

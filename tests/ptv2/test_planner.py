@@ -317,6 +317,45 @@ def test_glm10b_on_one_24GB_gpu():
     assert not plan(glm10b(nodes=1, gpus_per_node=1, gpu_mem="24GB", method="finetune")).fits
 
 
+def test_host_view_on_gpus_counts_the_process_offload_and_loading():
+    e = 2
+    shape = model_shape("glm-10b")
+    largest = max(n for _, sizes in shape.modules() for n in sizes)  # the word embeddings
+    p = plan(glm10b(nodes=1, gpus_per_node=8, offload=True))
+    terms = {t.key: t.bytes for t in p.host_terms}
+    assert terms["process"] == GiB                              # --host-baseline 1GiB
+    assert terms["loading"] == -(-e * largest // 8)             # each rank: its slice only
+    assert "device_state" not in terms                          # the GPU holds the rest
+    assert p.host_bytes_per_rank == sum(terms.values())
+    assert p.host_bytes_per_node == 8 * p.host_bytes_per_rank
+    # without ZeRO-3 the whole model passes through host memory on its way to the GPU
+    z2 = plan(glm10b(nodes=1, gpus_per_node=8, zero_stage=2))
+    assert {t.key: t.bytes for t in z2.host_terms}["loading"] == e * z2.backbone_params
+
+
+def test_host_view_on_cpu_ranks_is_the_whole_training_state(capsys):
+    args = dict(model="glm-large", nodes=1, gpus_per_node=2, precision="fp32", seq_len=64,
+                micro_batch=4, accelerator="cpu", ds_config=str(REPO / "ds_configs" /
+                                                                "cpu_zero3.json"))
+    p = plan(PlanArgs(**args))
+    assert p.cuda_overhead == 0
+    terms = {t.key: t.bytes for t in p.host_terms}
+    assert terms["device_state"] == p.total
+    assert p.host_bytes_per_rank == GiB + p.total + terms["loading"]
+    # per-rank host memory falls with the rank count (the frozen weights are sharded)
+    one = plan(PlanArgs(**{**args, "gpus_per_node": 1}))
+    assert p.host_bytes_per_rank < one.host_bytes_per_rank
+    # the verdict: only the host budget counts on CPU ranks, and only when one is given
+    assert p.host_fits is None and p.verdict
+    assert planner.run(PlanArgs(**args, host_mem="2GiB")) == planner.EXIT_DOES_NOT_FIT
+    out = capsys.readouterr().out
+    assert "host DOES NOT FIT" in out and "CUDA context" in out
+    assert "per GPU" not in out  # no GPU budget or verdict for CPU ranks
+    assert planner.run(PlanArgs(**args, host_mem="64GiB")) == planner.EXIT_FITS
+    with pytest.raises(ValueError, match="offload"):
+        plan(PlanArgs(**args, offload=True))
+
+
 def test_format_and_exit_code(capsys):
     assert planner.run(glm10b()) == planner.EXIT_FITS == 0
     out = capsys.readouterr().out
