@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Callable
 
 import torch
@@ -119,15 +120,7 @@ class Backbone(nn.Module):
         if cached is not None:
             return cached
         emb = self.input_embeddings().weight
-        gather = hasattr(emb, "ds_id")
-        if gather:
-            import deepspeed
-            context = deepspeed.zero.GatheredParameters([emb])
-        else:
-            import contextlib
-            context = contextlib.nullcontext()
-        with context:
-            rows = emb[: min(64, emb.shape[0])].detach().float().cpu()
+        rows = _first_rows(emb, 64).detach().float().cpu()
         h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
         h.update(rows.numpy().round(4).tobytes())
         self._fingerprint = h.hexdigest()[:16]
@@ -143,3 +136,29 @@ class Backbone(nn.Module):
 def zero3(ds_config: dict | None) -> bool:
     """Whether a (filled) DeepSpeed config asks for ZeRO stage 3."""
     return bool(ds_config) and ds_config.get("zero_optimization", {}).get("stage") == 3
+
+
+def _first_rows(weight: torch.Tensor, n: int) -> torch.Tensor:
+    """``weight[:n]`` (``[n, H]``), also when ZeRO-3 has partitioned ``weight``: the first rows
+    lie in the first partition (rank 0 of the parameter's group holds flattened elements
+    ``[0, ds_tensor.ds_numel)``), so they are broadcast from there instead of gathering the
+    whole table on every rank (a 50k × 4k embedding is 400 MB per rank). Collective under
+    ZeRO-3: every rank must call it."""
+    if not hasattr(weight, "ds_id"):
+        return weight[:n]
+    import deepspeed
+    import deepspeed.comm as dist
+
+    shape = weight.ds_shape  # (weight.shape is empty outside a gather)
+    n = min(n, shape[0])
+    count = n * math.prod(shape[1:])
+    group = weight.ds_process_group
+    if count > weight.ds_tensor.ds_numel or \
+            getattr(weight, "ds_secondary_tensor", None) is not None:
+        with deepspeed.zero.GatheredParameters([weight]):
+            return weight[:n].clone()
+    rows = (weight.ds_tensor.narrow(0, 0, count).clone()
+            if dist.get_rank(group=group) == 0 else
+            torch.empty(count, dtype=weight.ds_tensor.dtype, device=weight.ds_tensor.device))
+    dist.broadcast(rows, src=dist.get_global_rank(group, 0), group=group)
+    return rows.view(n, *shape[1:])

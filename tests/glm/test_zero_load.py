@@ -127,6 +127,7 @@ def test_zero3_layer_by_layer_load_two_ranks(tmp_path):
         if rec["rank"] == 0:
             assert fail_key in rec["errors"]["read"]
         assert rec["hub_equal"] is True  # safetensors partial reads == the release shards
+        assert rec["first_rows_equal"] == {"16": True, "64": True}
         # Both ranks ran the forward and got the same logits.
         assert rec["logits_sum"] == pytest.approx(float(ref.logits.double().sum()), rel=1e-6)
     assert sum(rec["local_numel"] for rec in records) >= total

@@ -102,8 +102,15 @@ def main() -> None:
         hub = from_pretrained(args.hub_ckpt, cfg, zero_init=True, ds_config=DS_CONFIG)
         hub_equal = all(torch.equal(a.ds_tensor, b.ds_tensor)
                         for a, b in zip(params, hub.parameters(), strict=True))
+    # the first rows of the partitioned embedding table (the backbone fingerprint's input):
+    # 16 rows lie in rank 0's partition (broadcast), all 64 do not (gathered)
+    from ptv2_ds.backbones.base import _first_rows
+    reference = from_pretrained(args.ckpt, cfg).word_embeddings.weight
+    first_rows_equal = {n: torch.equal(_first_rows(model.word_embeddings.weight, n),
+                                       reference[:n]) for n in (16, 64)}
     record = {
         "rank": rank,
+        "first_rows_equal": first_rows_equal,
         "world_size": world,
         "partitioned": all(hasattr(p, "ds_tensor") for p in params),
         "local_numel": sum(p.ds_tensor.numel() for p in params),
