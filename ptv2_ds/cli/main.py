@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("predict", cfg.PredictArgs, "predict labels for a data file with an artifact"),
         ("serve", cfg.ServeArgs, "serve artifacts of one backbone over HTTP (JSON)"),
         ("params", cfg.ParamsArgs, "count trainable and backbone parameters"),
-        ("plan", PlanArgs, "per-GPU memory budget and whether it fits (exit 0 = fits)"),
+        ("plan", PlanArgs, "per-GPU and host memory budget and whether it fits "
+                           "(exit 0 = fits)"),
         ("sweep", cfg.SweepArgs, "run a grid of train runs from a sweep YAML and summarise"),
     ]:
         p = sub.add_parser(name, help=text, description=text)
