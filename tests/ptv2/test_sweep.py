@@ -268,7 +268,8 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, tiny_bert_dir, s
     assert "| accuracy | 0.7500 | 1/2 |" in table and "Failed runs" in table
 
 
-@pytest.mark.parametrize("name", ["paper_table", "ablation_length", "ablation_depth"])
+@pytest.mark.parametrize("name", ["paper_table", "ablation_length", "ablation_depth",
+                                  "conll04_why"])
 def test_benchmark_sweeps_dry_run(name, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["sweep", "--config", f"benchmarks/{name}.yaml", "--dry-run"]) == 0
