@@ -3,6 +3,7 @@ against one grid option, one line per value of another, mean ± sample std over 
 error bars (Figure 3 / Figure 4 style)."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 
@@ -66,8 +67,8 @@ def plot_summary(rows: list[dict], *, x: str, series: str | None, out: str | Pat
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # lengths, layer counts
     ax.set_xlabel(x)
     ax.set_ylabel(f"best dev {metric or ', '.join(metrics) or 'score'}")
-    if title:
-        ax.set_title(title)
+    if title:  # wrapped to the figure's width (about 60 characters at this size)
+        ax.set_title("\n".join(textwrap.wrap(title, 60)))
     ax.grid(alpha=0.3)
     if points:
         ax.legend()
