@@ -110,7 +110,10 @@ write_config() {
         echo "SlurmdUser=root"
         echo "AuthType=auth/munge"
         echo "CredType=cred/munge"
-        echo "AuthInfo=socket=$STATE/munge/munge.socket"
+        # cred_expire: a requeued job may start again only after its old credentials
+        # expire (begin time = requeue + cred_expire + 1 s; starting it sooner kills it with
+        # "Job credential revoked"). 120 s by default; 20 s keeps the requeue test short.
+        echo "AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=20"
         echo "StateSaveLocation=$STATE/spool/ctld"
         echo "SlurmdSpoolDir=$STATE/spool/%n"
         echo "SlurmctldPidFile=$STATE/run/slurmctld.pid"
