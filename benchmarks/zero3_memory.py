@@ -48,15 +48,19 @@ SERIES: dict[int, list] = {}  # rank -> [(seconds since start, USS MiB)] of the 
 START = [0.0]
 
 
-def sample_uss(proc, peaks: dict) -> None:
-    """Record the peak USS of every training process under ``proc`` by its RANK."""
+def sample_uss(proc, peaks: dict, ranks: int) -> None:
+    """Record the peak USS of every training process under ``proc`` by its RANK (with
+    several ranks, DeepSpeed's launcher processes also name the module but have no RANK)."""
     import psutil
 
     for child in [proc, *proc.children(recursive=True)]:
         try:
             if "ptv2_ds.cli.main" not in " ".join(child.cmdline()):
                 continue
-            rank = int(child.environ().get("RANK", "0"))
+            env = child.environ()
+            if ranks > 1 and "RANK" not in env:
+                continue
+            rank = int(env.get("RANK", "0"))
             uss = child.memory_full_info().uss
             peaks[rank] = max(peaks.get(rank, 0), uss)
             SERIES.setdefault(rank, []).append((round(time.time() - START[0], 1), uss >> 20))
@@ -89,7 +93,7 @@ def train(model: Path, out: Path, ranks: int, steps: int, ds_config: str) -> dic
         SERIES.clear()
         START[0] = time.time()
         while proc.poll() is None:
-            sample_uss(proc, peaks)
+            sample_uss(proc, peaks, ranks)
             time.sleep(0.2)
     if proc.returncode:
         raise SystemExit(f"run with {ranks} rank(s) failed:\n{log.read_text()[-3000:]}")

@@ -116,8 +116,11 @@ def _train(args: TrainArgs) -> dict:
                                weight_decay=args.weight_decay, precision=precision,
                                tb_dir=str(out / "tb"), quantize_frozen=args.quantize_frozen)
     stage = zero_stage(ds_config)
-    if stage == 3 and dist_env.on_cpu():
-        dist_env.return_freed_memory_to_the_os()  # per-rank memory falls with ranks (RESULTS)
+    # ZeRO-3 on CPU: per-rank memory falls with ranks only if freed gathers leave the process
+    # (large blocks: a fixed mmap threshold; small ones: a heap trim after each step, RESULTS)
+    trim_heap = stage == 3 and dist_env.on_cpu()
+    if trim_heap:
+        dist_env.return_freed_memory_to_the_os()
     # what a checkpoint must share with this run to be resumed (checked before the model is
     # built, so a mismatch costs seconds)
     run_config = checkpointing.make_run_config(args, world_size=world, zero_stage=stage, lr=lr,
@@ -286,6 +289,8 @@ def _train(args: TrainArgs) -> dict:
                 if engine.global_steps == state["step"]:
                     continue  # inside a gradient-accumulation cycle
                 state["step"] = engine.global_steps
+                if trim_heap:
+                    dist_env.release_free_heap()
                 bar.update(1)
                 applied = engine.was_step_applied()
                 consecutive_skips = 0 if applied else consecutive_skips + 1
