@@ -269,7 +269,7 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, tiny_bert_dir, s
 
 
 @pytest.mark.parametrize("name", ["paper_table", "ablation_length", "ablation_depth",
-                                  "conll04_why"])
+                                  "conll04_why", "conll04_seeds"])
 def test_benchmark_sweeps_dry_run(name, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     assert main(["sweep", "--config", f"benchmarks/{name}.yaml", "--dry-run"]) == 0
