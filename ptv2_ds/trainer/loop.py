@@ -75,306 +75,385 @@ def train(args: TrainArgs) -> dict:
     # it back; a caller that goes on in this process (a notebook, a test) gets the original
     linear = torch.nn.functional.linear
     try:
-        return _train(args)
+        return _Recipe(args).run()
     finally:
         torch.nn.functional.linear = linear
 
 
-def _train(args: TrainArgs) -> dict:
-    # bad names, options and data files fail here, before any process group or model
-    multi = args.tasks is not None
-    names = list(args.tasks) if multi else [args.task]
-    tasks: dict[str, Task] = {n: task_from_args(args, n) for n in names}
-    splits: dict[str, dict] = {}
-    for n, t in tasks.items():
-        train_file, validation_file, test_file = task_files(args, n)
-        check_task_data(t, train_file, multi)
-        splits[n] = load_splits(t, train_file, validation_file, test_file, args.dev_fraction,
-                                args.seed, skip_bad_rows=args.skip_bad_rows)
-    if args.init_prompt:
-        from ..artifacts import read_meta
+class _Recipe:
+    """One training run in three parts, each readable on its own: ``__init__`` reads the tasks
+    and data files (bad names, options and files fail there, before any process group or
+    model), ``setup`` builds the DeepSpeed config, model, data and engine, and resumes;
+    ``train_loop`` runs the optimizer steps with periodic evaluation and checkpoints;
+    ``finish`` evaluates at the end, predicts the test sets and writes the reports. A new loss
+    is a task's ``loss`` (``_micro_step``), a new per-step record a line in ``_after_step``."""
 
-        read_meta(args.init_prompt)  # a missing or broken artifact fails before the model
-    ds_file_config = load_ds_config(args.deepspeed)
-    dist_env.ensure_dist_env()
-    dist_env.prepare_cpu_collectives()
-    import deepspeed
+    def __init__(self, args: TrainArgs):
+        self.args = args
+        self.multi = args.tasks is not None
+        self.names = list(args.tasks) if self.multi else [args.task]
+        self.tasks: dict[str, Task] = {n: task_from_args(args, n) for n in self.names}
+        self.splits: dict[str, dict] = {}
+        for n, t in self.tasks.items():
+            train_file, validation_file, test_file = task_files(args, n)
+            check_task_data(t, train_file, self.multi)
+            self.splits[n] = load_splits(t, train_file, validation_file, test_file,
+                                         args.dev_fraction, args.seed,
+                                         skip_bad_rows=args.skip_bad_rows)
+        if args.init_prompt:
+            from ..artifacts import read_meta
 
-    dist_env.init_distributed()
-    rank, world = dist_env.rank(), dist_env.world_size()
-    main = rank == 0
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    set_seed(args.seed)
-    flags = StopFlags()
+            read_meta(args.init_prompt)  # a missing or broken artifact fails before the model
+        self.ds_file_config = load_ds_config(args.deepspeed)
+        self.main_key = "mean" if self.multi else self.tasks[self.names[0]].main_metric
 
-    # ---- DeepSpeed config first: ZeRO-3 decides how the backbone is built -----------------
-    precision = resolve_precision(ds_file_config, args.precision)
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
-    ds_config = fill_ds_config(ds_file_config, micro_batch=args.batch_size,
-                               grad_accum=args.grad_accum, world_size=world, lr=lr,
-                               weight_decay=args.weight_decay, precision=precision,
-                               tb_dir=str(out / "tb"), quantize_frozen=args.quantize_frozen)
-    stage = zero_stage(ds_config)
-    # ZeRO-3 on CPU: per-rank memory falls with ranks only if freed gathers leave the process
-    # (large blocks: a fixed mmap threshold; small ones: a heap trim after each step, RESULTS)
-    trim_heap = stage == 3 and dist_env.on_cpu()
-    if trim_heap:
-        dist_env.return_freed_memory_to_the_os()
-    # what a checkpoint must share with this run to be resumed (checked before the model is
-    # built, so a mismatch costs seconds)
-    run_config = checkpointing.make_run_config(args, world_size=world, zero_stage=stage, lr=lr,
-                                               precision=precision)
-    checkpointing.check_resume(out / CHECKPOINTS, args.resume, run_config)
-    check_prefix_init(args.prefix_init, args.method, args.reparam, args.prompt_encoder, stage,
-                      init_prompt=args.init_prompt)
+    def run(self) -> dict:
+        self.setup()
+        self.train_loop()
+        return self.finish()
 
-    # ---- model and task data --------------------------------------------------------------
-    model = (build_model(args, tasks=tasks, ds_config=ds_config) if multi else
-             build_model(args, tasks[names[0]], ds_config=ds_config))
-    model.backbone.fingerprint()  # collective under ZeRO-3; cached for the artifact
-    if args.init_prompt:
-        notes = init_from_artifact(model, args.init_prompt, tasks)
-        if main:
-            print(f"[ptv2] prompt loaded from --init-prompt {args.init_prompt}; "
-                  + "; ".join(notes))
-    counts = model.parameter_counts()
-    backbone = model.backbone
-    max_lens, train_rows, train_sets, dev_sets = {}, {}, {}, {}
-    for n, t in tasks.items():
-        max_lens[n] = min(args.max_seq_len or t.default_max_seq_len, backbone.max_positions)
-        train_rows[n] = splits[n]["train"][: args.max_train_samples] \
-            if args.max_train_samples else splits[n]["train"]
-        train_sets[n] = t.encode(train_rows[n], backbone, max_lens[n], show_progress=main)
-        dev_sets[n] = t.encode(splits[n]["dev"], backbone, max_lens[n], show_progress=main)
-    if args.prefix_init != "random":  # from the training inputs of every task, in order
-        from deepspeed.accelerator import get_accelerator
+    # ---- setup ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        args = self.args
+        dist_env.ensure_dist_env()
+        dist_env.prepare_cpu_collectives()
+        dist_env.init_distributed()
+        self.rank, self.world = dist_env.rank(), dist_env.world_size()
+        self.main = self.rank == 0
+        self.out = Path(args.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        set_seed(args.seed)
+        self.flags = StopFlags()
+        self._configure()
+        self._build_model_and_data()
+        self._build_engine()
+        self._announce()
 
-        note = init_prompt_from(model, args.prefix_init,
-                                [f for n in names for f in train_sets[n].features], args.seed,
-                                device=get_accelerator().current_device_name())
-        if main:
-            print(f"[ptv2] {note}")
-    # each task's sampler seed and pass fix its data order, the mixture's seed and epoch the
-    # order of the tasks; loaders get their own generators so that starting an epoch does not
-    # draw from the global RNG (exact resume)
-    mixture = Mixture(train_sets, tasks, backbone, args.batch_size, world=world, rank=rank,
-                      seed=args.seed, sampling=args.task_sampling)
-    main_key = "mean" if multi else tasks[names[0]].main_metric
+    def _configure(self) -> None:
+        """The DeepSpeed config first: ZeRO-3 decides how the backbone is built."""
+        args = self.args
+        self.precision = resolve_precision(self.ds_file_config, args.precision)
+        self.lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
+        self.ds_config = fill_ds_config(
+            self.ds_file_config, micro_batch=args.batch_size, grad_accum=args.grad_accum,
+            world_size=self.world, lr=self.lr, weight_decay=args.weight_decay,
+            precision=self.precision, tb_dir=str(self.out / "tb"),
+            quantize_frozen=args.quantize_frozen)
+        self.stage = zero_stage(self.ds_config)
+        # ZeRO-3 on CPU: per-rank memory falls with ranks only if freed gathers leave the
+        # process (large blocks: a fixed mmap threshold; small ones: a heap trim after each
+        # step, RESULTS)
+        self.trim_heap = self.stage == 3 and dist_env.on_cpu()
+        if self.trim_heap:
+            dist_env.return_freed_memory_to_the_os()
+        # what a checkpoint must share with this run to be resumed (checked before the model
+        # is built, so a mismatch costs seconds)
+        self.run_config = checkpointing.make_run_config(
+            args, world_size=self.world, zero_stage=self.stage, lr=self.lr,
+            precision=self.precision)
+        checkpointing.check_resume(self.out / CHECKPOINTS, args.resume, self.run_config)
+        check_prefix_init(args.prefix_init, args.method, args.reparam, args.prompt_encoder,
+                          self.stage, init_prompt=args.init_prompt)
 
-    steps_per_epoch = max(1, math.ceil(len(mixture) / args.grad_accum))
-    total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
-    eval_every = args.eval_every or steps_per_epoch
+    def _build_model_and_data(self) -> None:
+        args, tasks, names = self.args, self.tasks, self.names
+        self.model = (build_model(args, tasks=tasks, ds_config=self.ds_config) if self.multi
+                      else build_model(args, tasks[names[0]], ds_config=self.ds_config))
+        self.model.backbone.fingerprint()  # collective under ZeRO-3; cached for the artifact
+        if args.init_prompt:
+            notes = init_from_artifact(self.model, args.init_prompt, tasks)
+            if self.main:
+                print(f"[ptv2] prompt loaded from --init-prompt {args.init_prompt}; "
+                      + "; ".join(notes))
+        self.counts = self.model.parameter_counts()
+        self.backbone = backbone = self.model.backbone
+        self.max_lens, self.train_rows, self.train_sets, self.dev_sets = {}, {}, {}, {}
+        for n, t in tasks.items():
+            self.max_lens[n] = min(args.max_seq_len or t.default_max_seq_len,
+                                   backbone.max_positions)
+            rows = self.splits[n]["train"]
+            self.train_rows[n] = rows[: args.max_train_samples] if args.max_train_samples \
+                else rows
+            self.train_sets[n] = t.encode(self.train_rows[n], backbone, self.max_lens[n],
+                                          show_progress=self.main)
+            self.dev_sets[n] = t.encode(self.splits[n]["dev"], backbone, self.max_lens[n],
+                                        show_progress=self.main)
+        if args.prefix_init != "random":  # from the training inputs of every task, in order
+            from deepspeed.accelerator import get_accelerator
 
-    # ---- DeepSpeed engine: only trainable parameters reach the optimizer ---------------
-    trainable = model.trainable_parameters()
-    # multi-task: one parameter group per head, so that a step can leave the heads of the
-    # tasks it did not train on untouched (``_freeze_idle_heads``)
-    groups, head_groups = _param_groups(model, trainable) if multi else (trainable, {})
-    optimizer = None
-    if "optimizer" not in ds_config:
-        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=args.weight_decay)
-    warmup = int(args.warmup_ratio * total_steps)
-    engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, model_parameters=groups, optimizer=optimizer, config=ds_config,
-        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-            opt, linear_schedule(warmup, total_steps)))
-    device = engine.device
+            note = init_prompt_from(self.model, args.prefix_init,
+                                    [f for n in names for f in self.train_sets[n].features],
+                                    args.seed, device=get_accelerator().current_device_name())
+            if self.main:
+                print(f"[ptv2] {note}")
+        # each task's sampler seed and pass fix its data order, the mixture's seed and epoch
+        # the order of the tasks; loaders get their own generators so that starting an epoch
+        # does not draw from the global RNG (exact resume)
+        self.mixture = Mixture(self.train_sets, tasks, backbone, args.batch_size,
+                               world=self.world, rank=self.rank, seed=args.seed,
+                               sampling=args.task_sampling)
+        steps_per_epoch = max(1, math.ceil(len(self.mixture) / args.grad_accum))
+        self.total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
+        self.eval_every = args.eval_every or steps_per_epoch
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None, "best_step": None,
-             "history": []}
-    resumed_from = checkpointing.resume(engine, out / CHECKPOINTS, args.resume, state,
-                                        run_config)
-    log = RunLog(out, state["step"] if resumed_from else None)
-    log.scalars({"params/trainable": counts["trainable_params"],
-                 "params/backbone": counts["backbone_params"],
-                 "params/trainable_ratio": counts["trainable_ratio"]}, 0)
-    log.text("config", "```\n" + json.dumps(vars(args), indent=2) + "\n```")
-    if main:
+    def _build_engine(self) -> None:
+        """The DeepSpeed engine (only trainable parameters reach the optimizer), resumed from
+        the newest checkpoint when asked, and the run's log."""
+        import deepspeed
+
+        args = self.args
+        self.trainable = self.model.trainable_parameters()
+        # multi-task: one parameter group per head, so that a step can leave the heads of the
+        # tasks it did not train on untouched (``_freeze_idle_heads``)
+        groups, self.head_groups = (_param_groups(self.model, self.trainable) if self.multi
+                                    else (self.trainable, {}))
+        optimizer = None
+        if "optimizer" not in self.ds_config:
+            optimizer = torch.optim.AdamW(groups, lr=self.lr, weight_decay=args.weight_decay)
+        warmup = int(args.warmup_ratio * self.total_steps)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=self.model, model_parameters=groups, optimizer=optimizer,
+            config=self.ds_config,
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+                opt, linear_schedule(warmup, self.total_steps)))
+        self.device = self.engine.device
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None,
+                      "best_step": None, "history": []}
+        self.resumed_from = checkpointing.resume(self.engine, self.out / CHECKPOINTS,
+                                                 args.resume, self.state, self.run_config)
+        self.log = RunLog(self.out, self.state["step"] if self.resumed_from else None)
+        counts = self.counts
+        self.log.scalars({"params/trainable": counts["trainable_params"],
+                          "params/backbone": counts["backbone_params"],
+                          "params/trainable_ratio": counts["trainable_ratio"]}, 0)
+        self.log.text("config", "```\n" + json.dumps(vars(args), indent=2) + "\n```")
+
+    def _announce(self) -> None:
+        if not self.main:
+            return
+        args, counts, names, multi = self.args, self.counts, self.names, self.multi
         print(f"[ptv2] task={','.join(names)} method={args.method} backbone={args.model} "
-              f"precision={precision} world_size={world} zero_stage={stage}")
+              f"precision={self.precision} world_size={self.world} zero_stage={self.stage}")
         print(f"[ptv2] trainable {counts['trainable_params']:,} / backbone "
               f"{counts['backbone_params']:,} parameters ({100 * counts['trainable_ratio']:.3f}%)")
         for n in names:
-            print(f"[ptv2] {f'{n}: ' if multi else ''}{len(train_rows[n])} train / "
-                  f"{len(splits[n]['dev'])} dev examples ({len(train_sets[n])} / "
-                  f"{len(dev_sets[n])} model inputs)"
-                  + (f"; {mixture.counts[n]} of {len(mixture)} batches per epoch "
+            print(f"[ptv2] {f'{n}: ' if multi else ''}{len(self.train_rows[n])} train / "
+                  f"{len(self.splits[n]['dev'])} dev examples ({len(self.train_sets[n])} / "
+                  f"{len(self.dev_sets[n])} model inputs)"
+                  + (f"; {self.mixture.counts[n]} of {len(self.mixture)} batches per epoch "
                      f"(--task-sampling {args.task_sampling})" if multi else ""))
-        print(f"[ptv2] {total_steps} optimizer steps of "
-              f"{args.batch_size * args.grad_accum * world} examples"
-              + (f"; resumed from {resumed_from} at step {state['step']}" if resumed_from else ""))
-        idle = [n for n in names if mixture.counts[n] == 0]
+        print(f"[ptv2] {self.total_steps} optimizer steps of "
+              f"{args.batch_size * args.grad_accum * self.world} examples"
+              + (f"; resumed from {self.resumed_from} at step {self.state['step']}"
+                 if self.resumed_from else ""))
+        idle = [n for n in names if self.mixture.counts[n] == 0]
         if idle:
             print(f"[ptv2] warning: --task-sampling {args.task_sampling} gives "
                   f"{', '.join(idle)} no batch in an epoch: they are not trained")
 
-    def run_eval() -> dict:
+    # ---- evaluation and checkpoints ------------------------------------------------------
+    def evaluate(self) -> dict:
+        """Score every task's dev set at the current step; a new best writes the artifact."""
+        state, tasks, multi = self.state, self.tasks, self.multi
         per_task = {}
         for n, t in tasks.items():
-            per_task[n], _ = evaluate(engine, dev_sets[n], t, backbone, device,
-                                      args.eval_batch_size, head=n if multi else None)
+            per_task[n], _ = evaluate(self.engine, self.dev_sets[n], t, self.backbone,
+                                      self.device, self.args.eval_batch_size,
+                                      head=n if multi else None)
         metrics = (stack_metrics(per_task, {n: t.main_metric for n, t in tasks.items()})
-                   if multi else per_task[names[0]])
-        step = state["step"]
+                   if multi else per_task[self.names[0]])
+        step, key = state["step"], self.main_key
         state["history"].append({"step": step, **metrics})
-        improved = (state["best"] is None or metrics[main_key] > state["best"][main_key])
+        improved = state["best"] is None or metrics[key] > state["best"][key]
         if improved:
             state["best"], state["best_step"] = dict(metrics), step
-            _write_artifact(engine, model, args, tasks, max_lens, precision, counts,
-                            out / "artifact")
-        log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
-        if main:
-            _write_metrics(out, args, names, main_key, counts, state, final=None)
-            shown = ([main_key] + [f"{n}/{t.main_metric}" for n, t in tasks.items()] if multi
+            _write_artifact(self.engine, self.model, self.args, tasks, self.max_lens,
+                            self.precision, self.counts, self.out / "artifact")
+        self.log.scalars({f"eval/{k}": v for k, v in metrics.items()}, step)
+        if self.main:
+            _write_metrics(self.out, self.args, self.names, key, self.counts, state,
+                           final=None)
+            shown = ([key] + [f"{n}/{t.main_metric}" for n, t in tasks.items()] if multi
                      else list(metrics)[:4])  # multi-task: the mean and each main metric
             tqdm.write(f"[ptv2] step {step}: " + ", ".join(
                 f"{k}={metrics[k]:.4f}" for k in shown) + (" (best)" if improved else ""))
         return metrics
 
-    def checkpoint() -> None:
-        checkpointing.save(engine, out / CHECKPOINTS, state, args.save_total_limit, run_config)
+    def checkpoint(self) -> None:
+        checkpointing.save(self.engine, self.out / CHECKPOINTS, self.state,
+                           self.args.save_total_limit, self.run_config)
 
     # ---- the loop ------------------------------------------------------------------------
-    engine.train()
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main,
-               dynamic_ncols=True)
-    window = {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0, "t0": time.perf_counter()}
-    step_losses: list[float] = []
-    step_tasks: list[str] = []
-    consecutive_skips = 0
-    last_eval_step = state["step"] if resumed_from else -1
-    try:
-        while state["step"] < total_steps:
-            if multi and world > 1:
-                _check_same_schedule(mixture.schedule(state["epoch"]), state["epoch"])
-            # resuming inside an epoch starts after the batches already trained on
-            for index, name, batch in mixture.epoch(state["epoch"], state["batch_in_epoch"]):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                outputs = engine(batch, task=name) if multi else engine(batch)
-                loss = tasks[name].loss(outputs, batch)
-                agreement = flags.agree(loss, batch["attention_mask"].sum())
-                engine.backward(loss)
-                # the one host read of this micro-step, after the backward is queued; a
-                # non-finite loss stops the run here, before the optimizer step applies it
-                preempt, not_finite, global_loss, tokens = agreement.result()
-                if not_finite and not engine.fp16_enabled():
-                    raise TrainingDiverged(
-                        f"the training loss is {loss.item()} at step {state['step'] + 1} "
-                        f"({precision}); stopped before applying it. The last good checkpoint "
-                        f"is in {out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
-                boundary = engine.is_gradient_accumulation_boundary()
-                # gradient norms cost a device read: only for the steps that are logged
-                logged = boundary and _logged_step(state["step"] + 1, args.log_every,
-                                                   total_steps)
-                boundary_norm = _local_grad_norm(trainable) if logged else None
-                step_tasks.append(name)
-                if boundary and head_groups:
-                    _freeze_idle_heads(optimizer, head_groups, set(step_tasks))
-                try:
-                    engine.step()
-                except Exception as e:  # DeepSpeed raises a bare Exception at the scale floor
-                    if "loss scale" not in str(e).lower():
-                        raise
-                    raise TrainingDiverged(
-                        f"{e} (step {state['step'] + 1}); the last good checkpoint is in "
-                        f"{out / CHECKPOINTS}. Lower --lr or use bf16.") from None
-                if boundary and head_groups:
-                    _thaw_heads(optimizer, head_groups)
-                state["batch_in_epoch"] = index + 1
-                step_losses.append(global_loss)
-                window["micro"] += 1
-                window["samples"] += batch["input_ids"].shape[0] * world
-                window["tokens"] += tokens
-                if engine.global_steps == state["step"]:
-                    continue  # inside a gradient-accumulation cycle
-                state["step"] = engine.global_steps
-                if trim_heap:
-                    dist_env.release_free_heap()
-                bar.update(1)
-                applied = engine.was_step_applied()
-                consecutive_skips = 0 if applied else consecutive_skips + 1
-                step_loss = sum(step_losses) / len(step_losses)
-                step_losses.clear()
-                window["loss"] += step_loss
-                record = {"step": state["step"], "loss": step_loss,
-                          "lr": scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
-                          "skipped_steps": engine.skipped_steps,
-                          "grad_norm": _grad_norm(engine, boundary_norm) if logged else None,
-                          "time": round(time.time(), 3)}  # wall clock, for step rates
-                if multi:  # the task(s) of this step's micro-batches
-                    record["task"] = ",".join(dict.fromkeys(step_tasks))
-                    if len(set(step_tasks)) == 1:
-                        log.scalars({f"train/loss/{step_tasks[0]}": step_loss}, state["step"])
-                step_tasks.clear()
-                log.step_line(record)
-                if consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                    raise TrainingDiverged(
-                        f"{consecutive_skips} optimizer steps in a row were skipped for fp16 "
-                        f"overflow (loss scale {record['loss_scale']}); the last good "
-                        f"checkpoint is in {out / CHECKPOINTS}. Lower --lr or use bf16.")
-                if logged:
-                    memory = gather_peak_memory(device)  # collective
-                    elapsed = time.perf_counter() - window["t0"]
-                    steps_in_window = max(1, window["micro"] / args.grad_accum)
-                    log.scalars({
-                        "train/loss": window["loss"] / steps_in_window,
-                        "train/lr": record["lr"],
-                        "train/loss_scale": record["loss_scale"],
-                        "train/skipped_steps": record["skipped_steps"],
-                        "train/prompt_grad_norm": record["grad_norm"],
-                        "perf/samples_per_s": window["samples"] / elapsed,
-                        "perf/tokens_per_s": window["tokens"] / elapsed,
-                        **{f"memory/rank{r}_peak_gib": m / 2**30 for r, m in enumerate(memory)},
-                    }, state["step"])
-                    bar.set_postfix(loss=f"{window['loss'] / steps_in_window:.4f}",
-                                    lr=f"{record['lr']:.2e}")
-                    window.update(loss=0.0, micro=0, samples=0, tokens=0,
-                                  t0=time.perf_counter())
-                at_eval = state["step"] % eval_every == 0 or state["step"] == total_steps
-                if at_eval:
-                    run_eval()
-                    last_eval_step = state["step"]
-                if at_eval or (args.save_every and state["step"] % args.save_every == 0):
-                    checkpoint()
-                if preempt:
-                    if not at_eval and not (args.save_every and
-                                            state["step"] % args.save_every == 0):
-                        checkpoint()
-                    raise Preempted(f"stopped by signal {flags.preempt_signal} after step "
-                                    f"{state['step']}; checkpoint written, rerun the same "
-                                    "command to resume")
-                if state["step"] >= total_steps:
-                    break
-            else:
-                state["epoch"] += 1
-                state["batch_in_epoch"] = 0
-    finally:
-        bar.close()
-        log.close()
-        flags.restore()
+    def train_loop(self) -> None:
+        args, state = self.args, self.state
+        self.engine.train()
+        self.bar = tqdm(total=self.total_steps, initial=state["step"], desc="train",
+                        disable=not self.main, dynamic_ncols=True)
+        self.window = {"loss": 0.0, "micro": 0, "samples": 0, "tokens": 0,
+                       "t0": time.perf_counter()}
+        self.step_losses: list[float] = []
+        self.step_tasks: list[str] = []
+        self.consecutive_skips = 0
+        self.last_eval_step = state["step"] if self.resumed_from else -1
+        try:
+            while state["step"] < self.total_steps:
+                if self.multi and self.world > 1:
+                    _check_same_schedule(self.mixture.schedule(state["epoch"]), state["epoch"])
+                # resuming inside an epoch starts after the batches already trained on
+                for index, name, batch in self.mixture.epoch(state["epoch"],
+                                                             state["batch_in_epoch"]):
+                    preempt = self._micro_step(name, batch)
+                    state["batch_in_epoch"] = index + 1
+                    if self.engine.global_steps == state["step"]:
+                        continue  # inside a gradient-accumulation cycle
+                    self._after_step()
+                    at_eval = (state["step"] % self.eval_every == 0
+                               or state["step"] == self.total_steps)
+                    if at_eval:
+                        self.evaluate()
+                        self.last_eval_step = state["step"]
+                    saved = at_eval or bool(args.save_every
+                                            and state["step"] % args.save_every == 0)
+                    if saved:
+                        self.checkpoint()
+                    if preempt:
+                        if not saved:
+                            self.checkpoint()
+                        raise Preempted(f"stopped by signal {self.flags.preempt_signal} after "
+                                        f"step {state['step']}; checkpoint written, rerun the "
+                                        "same command to resume")
+                    if state["step"] >= self.total_steps:
+                        break
+                else:
+                    state["epoch"] += 1
+                    state["batch_in_epoch"] = 0
+        finally:
+            self.bar.close()
+            self.log.close()
+            self.flags.restore()
 
-    final = dict(state["history"][-1]) if last_eval_step == state["step"] else run_eval()
-    final.pop("step", None)
-    for n, t in tasks.items():
-        if "test" not in splits[n]:
-            continue
-        test_set = t.encode(splits[n]["test"], backbone, max_lens[n])
-        predictions = predict(engine, test_set, t, backbone, device, args.eval_batch_size,
-                              head=n if multi else None)
-        if main:  # OUT/test_predictions.jsonl; multi-task: OUT/test_<task>_predictions.jsonl
-            t.write_predictions(out / ("test_" + (f"{n}_" if multi else "") + t.prediction_file),
-                                predictions, splits[n]["test"])
-    report = zero_report(engine, model, device)  # collective
-    result = _write_metrics(out, args, names, main_key, counts, state, final) if main else {}
-    if main:
+    def _micro_step(self, name: str, batch: dict) -> bool:
+        """Forward, loss, backward and ``engine.step`` (which applies the optimizer at an
+        accumulation boundary) on one micro-batch of task ``name``; returns whether any rank
+        was asked to stop (preemption)."""
+        engine, state = self.engine, self.state
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        outputs = engine(batch, task=name) if self.multi else engine(batch)
+        loss = self.tasks[name].loss(outputs, batch)
+        agreement = self.flags.agree(loss, batch["attention_mask"].sum())
+        engine.backward(loss)
+        # the one host read of this micro-step, after the backward is queued; a non-finite
+        # loss stops the run here, before the optimizer step applies it
+        preempt, not_finite, global_loss, tokens = agreement.result()
+        if not_finite and not engine.fp16_enabled():
+            raise TrainingDiverged(
+                f"the training loss is {loss.item()} at step {state['step'] + 1} "
+                f"({self.precision}); stopped before applying it. The last good checkpoint "
+                f"is in {self.out / CHECKPOINTS}; lower --lr or use fp32/bf16.")
+        boundary = engine.is_gradient_accumulation_boundary()
+        # gradient norms cost a device read: only for the steps that are logged
+        self.logged = boundary and _logged_step(state["step"] + 1, self.args.log_every,
+                                                self.total_steps)
+        self.boundary_norm = _local_grad_norm(self.trainable) if self.logged else None
+        self.step_tasks.append(name)
+        if boundary and self.head_groups:
+            _freeze_idle_heads(self.optimizer, self.head_groups, set(self.step_tasks))
+        try:
+            engine.step()
+        except Exception as e:  # DeepSpeed raises a bare Exception at the scale floor
+            if "loss scale" not in str(e).lower():
+                raise
+            raise TrainingDiverged(
+                f"{e} (step {state['step'] + 1}); the last good checkpoint is in "
+                f"{self.out / CHECKPOINTS}. Lower --lr or use bf16.") from None
+        if boundary and self.head_groups:
+            _thaw_heads(self.optimizer, self.head_groups)
+        self.step_losses.append(global_loss)
+        window = self.window
+        window["micro"] += 1
+        window["samples"] += batch["input_ids"].shape[0] * self.world
+        window["tokens"] += tokens
+        return preempt
+
+    def _after_step(self) -> None:
+        """Bookkeeping of an applied (or fp16-skipped) optimizer step: the step's line in
+        train_log.jsonl, the skip guard and, every ``--log-every`` steps, the TensorBoard
+        scalars."""
+        engine, state, window = self.engine, self.state, self.window
+        state["step"] = engine.global_steps
+        if self.trim_heap:
+            dist_env.release_free_heap()
+        self.bar.update(1)
+        self.consecutive_skips = 0 if engine.was_step_applied() else self.consecutive_skips + 1
+        step_loss = sum(self.step_losses) / len(self.step_losses)
+        self.step_losses.clear()
+        window["loss"] += step_loss
+        record = {"step": state["step"], "loss": step_loss,
+                  "lr": self.scheduler.get_last_lr()[0], "loss_scale": loss_scale(engine),
+                  "skipped_steps": engine.skipped_steps,
+                  "grad_norm": _grad_norm(engine, self.boundary_norm) if self.logged else None,
+                  "time": round(time.time(), 3)}  # wall clock, for step rates
+        if self.multi:  # the task(s) of this step's micro-batches
+            record["task"] = ",".join(dict.fromkeys(self.step_tasks))
+            if len(set(self.step_tasks)) == 1:
+                self.log.scalars({f"train/loss/{self.step_tasks[0]}": step_loss},
+                                 state["step"])
+        self.step_tasks.clear()
+        self.log.step_line(record)
+        if self.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+            raise TrainingDiverged(
+                f"{self.consecutive_skips} optimizer steps in a row were skipped for fp16 "
+                f"overflow (loss scale {record['loss_scale']}); the last good checkpoint is "
+                f"in {self.out / CHECKPOINTS}. Lower --lr or use bf16.")
+        if not self.logged:
+            return
+        memory = gather_peak_memory(self.device)  # collective
+        elapsed = time.perf_counter() - window["t0"]
+        steps_in_window = max(1, window["micro"] / self.args.grad_accum)
+        self.log.scalars({
+            "train/loss": window["loss"] / steps_in_window,
+            "train/lr": record["lr"],
+            "train/loss_scale": record["loss_scale"],
+            "train/skipped_steps": record["skipped_steps"],
+            "train/prompt_grad_norm": record["grad_norm"],
+            "perf/samples_per_s": window["samples"] / elapsed,
+            "perf/tokens_per_s": window["tokens"] / elapsed,
+            **{f"memory/rank{r}_peak_gib": m / 2**30 for r, m in enumerate(memory)},
+        }, state["step"])
+        self.bar.set_postfix(loss=f"{window['loss'] / steps_in_window:.4f}",
+                             lr=f"{record['lr']:.2e}")
+        window.update(loss=0.0, micro=0, samples=0, tokens=0, t0=time.perf_counter())
+
+    # ---- the end -------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """The final evaluation (unless the last step had one), test-set predictions, the
+        ZeRO report and OUT/metrics.json."""
+        state, main, out = self.state, self.main, self.out
+        final = (dict(state["history"][-1]) if self.last_eval_step == state["step"]
+                 else self.evaluate())
+        final.pop("step", None)
+        for n, t in self.tasks.items():
+            if "test" not in self.splits[n]:
+                continue
+            test_set = t.encode(self.splits[n]["test"], self.backbone, self.max_lens[n])
+            predictions = predict(self.engine, test_set, t, self.backbone, self.device,
+                                  self.args.eval_batch_size, head=n if self.multi else None)
+            if main:  # OUT/test_predictions.jsonl; multi-task: OUT/test_<task>_predictions.jsonl
+                t.write_predictions(
+                    out / ("test_" + (f"{n}_" if self.multi else "") + t.prediction_file),
+                    predictions, self.splits[n]["test"])
+        report = zero_report(self.engine, self.model, self.device)  # collective
+        if not main:
+            return {}
+        result = _write_metrics(out, self.args, self.names, self.main_key, self.counts, state,
+                                final)
         (out / "zero_report.json").write_text(json.dumps(
-            {"zero_stage": stage, "world_size": world, **counts, "ranks": report}, indent=2))
-    if main:
-        print(f"[ptv2] best {main_key} {state['best'][main_key]:.4f} at step "
+            {"zero_stage": self.stage, "world_size": self.world, **self.counts,
+             "ranks": report}, indent=2))
+        print(f"[ptv2] best {self.main_key} {state['best'][self.main_key]:.4f} at step "
               f"{state['best_step']}; metrics: {out / 'metrics.json'}; artifact: "
               f"{out / 'artifact'}; TensorBoard: tensorboard --logdir {out / 'tb'}")
-    return result
+        return result
 
 
 # ---- helpers -------------------------------------------------------------------------------
