@@ -146,13 +146,14 @@ class TrainArgs(ModelArgs, DataArgs):
     task_sampling: str = opt("proportional", "--tasks: which data set each batch comes from: "
                                              "proportional (every batch of every set once per "
                                              "epoch) or temperature:T (p_i ~ n_i^(1/T))")
-    prefix_init: str = opt("random", "where the prompt starts: random (N(0, 0.02)), vocab "
-                                     "(the backbone's keys/values of P random vocabulary "
-                                     "tokens) or activations (each layer's keys/values of the "
-                                     "training text's P most frequent words, averaged over "
-                                     "their uses); --method prompt: those tokens' word "
-                                     "embeddings (docs/method.md)",
-                           ["random", "vocab", "activations"])
+    prefix_init: str | None = opt(None, "where the prompt starts: random (N(0, 0.02)), vocab "
+                                        "(the backbone's keys/values of P random vocabulary "
+                                        "tokens) or activations (each layer's keys/values of "
+                                        "the training text's P most frequent words, averaged "
+                                        "over their uses); --method prompt: those tokens' "
+                                        "word embeddings (docs/method.md). Default: per task "
+                                        "and method (ptv2_ds/recipes.py), else random",
+                                  ["random", "vocab", "activations"])
     init_prompt: str | None = opt(None, "start from the prompt (and this task's head, if it "
                                         "has one) of an artifact, e.g. a --tasks run's")
 

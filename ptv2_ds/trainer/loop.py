@@ -22,11 +22,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import recipes
 from ..artifacts import StreamedArtifact, save_artifact
 from ..inference import init_from_artifact
 from ..prompts.init import check_prefix_init, init_prompt_from
 from ..builder import DEFAULT_LR, build_model
 from ..config import TrainArgs
+from ..errors import UserError
 from ..tasks import Task, build_task, load_splits
 from ..tasks.mixture import Mixture, check_task_data, stack_metrics, task_files
 from . import checkpointing
@@ -146,6 +148,9 @@ class _Recipe:
         self.trim_heap = self.stage == 3 and dist_env.on_cpu()
         if self.trim_heap:
             dist_env.return_freed_memory_to_the_os()
+        note = recipes.prefix_init_for_zero_stage(args, self.stage)
+        if note and self.main:
+            print(f"[ptv2] {note}")
         # what a checkpoint must share with this run to be resumed (checked before the model
         # is built, so a mismatch costs seconds)
         self.run_config = checkpointing.make_run_config(
@@ -178,14 +183,8 @@ class _Recipe:
                                           show_progress=self.main)
             self.dev_sets[n] = t.encode(self.splits[n]["dev"], backbone, self.max_lens[n],
                                         show_progress=self.main)
-        if args.prefix_init != "random":  # from the training inputs of every task, in order
-            from deepspeed.accelerator import get_accelerator
-
-            note = init_prompt_from(self.model, args.prefix_init,
-                                    [f for n in names for f in self.train_sets[n].features],
-                                    args.seed, device=get_accelerator().current_device_name())
-            if self.main:
-                print(f"[ptv2] {note}")
+        if args.prefix_init != "random":
+            self._init_prompt()
         # each task's sampler seed and pass fix its data order, the mixture's seed and epoch
         # the order of the tasks; loaders get their own generators so that starting an epoch
         # does not draw from the global RNG (exact resume)
@@ -195,6 +194,27 @@ class _Recipe:
         steps_per_epoch = max(1, math.ceil(len(self.mixture) / args.grad_accum))
         self.total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
         self.eval_every = args.eval_every or steps_per_epoch
+
+    def _init_prompt(self) -> None:
+        """``--prefix-init vocab/activations``: the prompt from the backbone's own keys/values
+        (of the training inputs of every task, in order). A task default that the data cannot
+        serve (too few different words for the prompt length) becomes random and says so; an
+        explicit choice fails with the reason."""
+        from deepspeed.accelerator import get_accelerator
+
+        args = self.args
+        try:
+            note = init_prompt_from(self.model, args.prefix_init,
+                                    [f for n in self.names for f in self.train_sets[n].features],
+                                    args.seed, device=get_accelerator().current_device_name())
+        except UserError as e:
+            if not recipes.is_task_default(args, "prefix_init"):
+                raise
+            note = (f"prompt initialised N(0, 0.02), not from the task's default "
+                    f"--prefix-init {args.prefix_init}: {e}")
+            args.prefix_init = "random"
+        if self.main:
+            print(f"[ptv2] {note}")
 
     def _build_engine(self) -> None:
         """The DeepSpeed engine (only trainable parameters reach the optimizer), resumed from

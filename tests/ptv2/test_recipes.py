@@ -23,7 +23,10 @@ def test_task_defaults_fill_only_what_the_user_left_unset(tmp_path):
     assert (args.epochs, args.lr, args.prefix_len, args.batch_size, args.max_seq_len) == \
         (60.0, 1e-2, 20, 32, 128)
     # the default model (MiniLM) declares mean pooling: --head auto means mean
-    assert [a["name"] for a in args.task_defaults] == list(recipes.FIELDS) + ["head"]
+    # no prefix_init rule for rte: random, the plain default, not reported as a task default
+    assert args.prefix_init == "random"
+    assert [a["name"] for a in args.task_defaults] == \
+        [f for f in recipes.FIELDS if f != "prefix_init"] + ["head"]
     assert all("rte_bert" in a["source"] for a in args.task_defaults[:-1])
 
     flags = parsed("--task", "rte", "--epochs", "5", "--lr", "3e-3")
@@ -50,6 +53,31 @@ def test_method_specific_and_generic_defaults():
     cb = cfg.TrainArgs(task="cb")  # no rule: generic values; lr and length left to the trainer
     assert (cb.epochs, cb.batch_size, cb.prefix_len, cb.lr, cb.max_seq_len) == \
         (3.0, 32, 16, None, None)
+
+
+def test_prefix_init_default_steps_aside_where_it_cannot_apply():
+    ptv2 = cfg.TrainArgs(task="conll04")
+    assert ptv2.prefix_init == "activations"
+    assert any(a["name"] == "prefix_init" and a["value"] == "activations"
+               for a in ptv2.task_defaults)
+    for method in ("prompt", "finetune"):  # the rule is ptv2's only
+        assert cfg.TrainArgs(task="conll04", method=method).prefix_init == "random"
+    assert cfg.TrainArgs(task="conll04", prefix_init="vocab").prefix_init == "vocab"
+    for extra, why in [({"reparam": "mlp"}, "--reparam mlp"),
+                       ({"init_prompt": "some/artifact"}, "--init-prompt")]:
+        args = cfg.TrainArgs(task="conll04", **extra)
+        entry = next(a for a in args.task_defaults if a["name"] == "prefix_init")
+        assert args.prefix_init == entry["value"] == "random"
+        assert f"random here: {why}" in entry["source"]
+    # ZeRO-3 (known to the trainer only): the default becomes random and says so; an explicit
+    # choice is left for check_prefix_init to refuse with its message
+    assert recipes.prefix_init_for_zero_stage(ptv2, 2) is None and \
+        ptv2.prefix_init == "activations"
+    note = recipes.prefix_init_for_zero_stage(ptv2, 3)
+    assert ptv2.prefix_init == "random" and "ZeRO-3" in note and "activations" in note
+    explicit = cfg.TrainArgs(task="conll04", prefix_init="activations")
+    assert recipes.prefix_init_for_zero_stage(explicit, 3) is None
+    assert explicit.prefix_init == "activations"
 
 
 def test_lookup_prefers_specific_rules_then_later_ones():
@@ -173,3 +201,21 @@ def test_head_auto_is_mean_for_a_mean_pooling_encoder_on_classification(tiny_ber
     assert "head" not in {a["name"] for a in explicit.task_defaults}
     params = cfg.build(cfg.ParamsArgs, build_parser().parse_args(["params", "--model", "minilm"]))
     assert params.head == "mean"
+
+
+def test_prefix_init_default_becomes_random_when_the_data_cannot_serve_it(
+        tmp_path, tiny_bert_dir, capsys):
+    """CoNLL-04's ptv2 default (activations, P 64) on a 13-word file: the run trains from a
+    random prompt and says why; the same init asked for explicitly is refused with the
+    reason."""
+    data = str(REPO / "tests" / "fixtures" / "tagging" / "conll04_sample.txt")
+    common = ["train", "--task", "conll04", "--model", tiny_bert_dir, "--train-file", data,
+              "--validation-file", data, "--max-steps", "1", "--batch-size", "4"]
+    assert main(common + ["--output-dir", str(tmp_path / "default")]) == 0
+    printed = capsys.readouterr().out
+    assert "not from the task's default --prefix-init activations" in printed
+    assert "fewer than --prefix-len 64" in printed
+    assert main(common + ["--output-dir", str(tmp_path / "explicit"),
+                          "--prefix-init", "activations"]) == 2
+    captured = capsys.readouterr()
+    assert "fewer than --prefix-len 64" in captured.out + captured.err
