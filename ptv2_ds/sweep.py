@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -360,6 +361,18 @@ def write_run_file(run: Run, sweep: Sweep) -> None:
     (run.dir / RUN_FILE).write_text(header + yaml.safe_dump(run.options, sort_keys=False))
 
 
+_RUNNING: set[subprocess.Popen] = set()  # the train processes of the runs in progress
+
+
+def _forward_sigterm(signum, frame) -> None:
+    """SIGTERM to the sweep (``kill``, a scheduler) goes to every running ``ptv2 train``, which
+    checkpoints after its current step and exits, then stops the sweep like Ctrl-C; without
+    this the runs would go on as orphans, and a rerun would find their directories in use."""
+    for proc in list(_RUNNING):
+        proc.send_signal(signal.SIGTERM)
+    raise KeyboardInterrupt
+
+
 def execute(run: Run) -> tuple[int, float]:
     """Run one ``ptv2 train`` process (output appended to RUN/train.log); returns the exit code
     and its wall time. The wall time of all attempts adds up in RUN/sweep_run.json."""
@@ -371,7 +384,12 @@ def execute(run: Run) -> tuple[int, float]:
         log.write(f"\n===== {datetime.now(timezone.utc).isoformat(timespec='seconds')} "
                   f"{shlex.join(command)}\n")
         log.flush()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _RUNNING.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            _RUNNING.discard(proc)
     wall = time.perf_counter() - t0
     state = {"exit_code": code, "wall_s": state.get("wall_s", 0.0) + wall,
              "attempts": state.get("attempts", 0) + 1, "command": shlex.join(command)}
@@ -456,6 +474,10 @@ def run_sweep(path: str, *, dry_run: bool = False, summarize_only: bool = False,
         sweep.output_dir.mkdir(parents=True, exist_ok=True)
         run_prepare(sweep)
         bar = tqdm(total=len(todo), desc="sweep", unit="run", dynamic_ncols=True)
+        try:
+            previous = signal.signal(signal.SIGTERM, _forward_sigterm)
+        except ValueError:  # not the main thread (an embedding program): no handler
+            previous = None
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {}
             for run in todo:
@@ -472,13 +494,17 @@ def run_sweep(path: str, *, dry_run: bool = False, summarize_only: bool = False,
                         tqdm.write(f"[sweep] FAILED {run.name} (exit {code}): "
                                    f"{run.dir / LOG_FILE}")
             except KeyboardInterrupt:
-                # the running children got the same Ctrl-C; start no further run
+                # the running children got the same Ctrl-C (or the forwarded SIGTERM); start
+                # no further run, and leave the pool only when they have ended
                 for future in futures:
                     future.cancel()
                 bar.close()
                 print(f"\n[sweep] interrupted; rerun `ptv2 sweep --config {sweep.path}` to "
                       "resume", file=sys.stderr)
                 return 130
+            finally:
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
         bar.close()
     rows = summarize(sweep, resolved)
     failed = [run for run in sweep.runs if status(run) == "failed"]

@@ -11,10 +11,16 @@ without draining the accelerator's queue (``Agreement``).
 """
 from __future__ import annotations
 
+import os
 import signal
+import socket
+from pathlib import Path
 
 import torch
 
+from ..errors import UserError
+
+LOCK_FILE = ".ptv2_train.lock"
 EXIT_PREEMPTED = 75      # EX_TEMPFAIL: "try again later" -> the sbatch script requeues
 EXIT_DIVERGED = 3
 
@@ -96,3 +102,32 @@ def loss_scale(engine) -> float | None:
         if value is not None:
             return float(value)
     return None
+
+
+def claim_output_dir(out: Path):
+    """Hold an exclusive lock on the run directory ``out`` for as long as the returned file
+    stays open (the OS drops it when the process ends, however it ends: no stale locks).
+
+    Why: two ``ptv2 train`` processes writing one directory (a rerun while the first still
+    runs, an orphaned sweep child) would interleave checkpoints, the artifact and
+    metrics.json; the second is refused before it writes anything. Returns None where the
+    platform has no ``flock`` (the check is skipped there)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process"
+        handle.close()
+        raise UserError(f"{out} is in use by another ptv2 train ({holder}): wait for it to "
+                        "end or stop it, or give another --output-dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle

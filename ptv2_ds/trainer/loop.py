@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -35,7 +36,8 @@ from . import checkpointing
 from . import distributed as dist_env
 from .ds_config import fill_ds_config, load_ds_config, resolve_precision, zero_stage
 from .evaluation import evaluate, predict
-from .guards import Preempted, StopFlags, TrainingDiverged, loss_scale
+from .guards import (Preempted, StopFlags, TrainingDiverged, claim_output_dir,
+                     loss_scale)
 from .monitor import RunLog, gather_peak_memory, zero_report
 
 CHECKPOINTS = "checkpoints"
@@ -107,17 +109,25 @@ class _Recipe:
 
             read_meta(args.init_prompt)  # a missing or broken artifact fails before the model
         self.ds_file_config = load_ds_config(args.deepspeed)
+        self.lock = None  # the run directory's lock (setup)
         self.main_key = "mean" if self.multi else self.tasks[self.names[0]].main_metric
 
     def run(self) -> dict:
-        self.setup()
-        self.train_loop()
-        return self.finish()
+        try:
+            self.setup()
+            self.train_loop()
+            return self.finish()
+        finally:
+            if self.lock is not None:
+                self.lock.close()
 
     # ---- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
         args = self.args
         dist_env.ensure_dist_env()
+        # one process per run directory: global rank 0 holds a lock on it until the run ends
+        if os.environ["RANK"] == "0":
+            self.lock = claim_output_dir(Path(args.output_dir))
         dist_env.prepare_cpu_collectives()
         dist_env.init_distributed()
         self.rank, self.world = dist_env.rank(), dist_env.world_size()

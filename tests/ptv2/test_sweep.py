@@ -2,6 +2,11 @@
 import csv
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ import yaml
 from ptv2_ds.cli.main import main
 from ptv2_ds.errors import UserError
 from ptv2_ds.sweep import load_sweep, mean_std, run_name, run_sweep
+from ptv2_ds.trainer.guards import claim_output_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -292,3 +298,30 @@ def test_only_selects_runs(capsys, monkeypatch):
                          ("colour=red", "unknown train option")]:
         assert main(["sweep", "--config", config, "--dry-run", "--only", bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_sigterm_to_the_sweep_checkpoints_its_running_run_and_resumes(tmp_path, tiny_bert_dir,
+                                                                      sst2_tiny):
+    """``kill SWEEP``: the running ``ptv2 train`` gets the signal, checkpoints and ends (no
+    orphan keeps writing its directory), the sweep stops, and a rerun resumes the run."""
+    out = tmp_path / "runs"
+    text = TINY.format(out=out, model=tiny_bert_dir, **sst2_tiny).replace(
+        "max_steps: 2", "max_steps: 100000\n  eval_every: 100000").replace(
+        "seed: [1, 2]", "seed: [1]")
+    path = write(tmp_path, text)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "HF_HUB_OFFLINE": "1"}
+    sweep = subprocess.Popen([sys.executable, "-m", "ptv2_ds.cli.main", "sweep", "--config",
+                              str(path)], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    log = out / "seed=1" / "train_log.jsonl"
+    deadline = time.time() + 300
+    while not (log.is_file() and log.read_text().count("\n") >= 2):
+        assert sweep.poll() is None and time.time() < deadline, sweep.stderr.read()
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 130
+    state = json.loads((out / "seed=1" / "sweep_run.json").read_text())
+    assert state["exit_code"] == 75  # the trainer's "preempted, checkpoint written"
+    assert (out / "seed=1" / "checkpoints" / "latest").is_file()
+    # the run's directory is free again: nothing holds its lock
+    claim_output_dir(out / "seed=1").close()
