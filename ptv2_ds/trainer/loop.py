@@ -85,7 +85,7 @@ def train(args: TrainArgs) -> dict:
 
 
 class _Recipe:
-    """One training run in three parts, each readable on its own: ``__init__`` reads the tasks
+    """One training run in four parts, each readable on its own: ``__init__`` reads the tasks
     and data files (bad names, options and files fail there, before any process group or
     model), ``setup`` builds the DeepSpeed config, model, data and engine, and resumes;
     ``train_loop`` runs the optimizer steps with periodic evaluation and checkpoints;
