@@ -19,9 +19,9 @@ Sources:
 ``max_seq_len`` and ``lr`` may stay None after resolution: the task family's length (128
 classification, 256 tagging, 384 QA) and the method's rate (``builder.DEFAULT_LR``) apply then,
 inside the trainer. ``prefix_init`` without a rule is ``random`` (not reported as a task
-default); a rule's other init falls back to ``random`` where the run's options rule it out
-(``--reparam mlp``, ``--init-prompt``; ZeRO-3 and training text with too few different
-words are checked by the trainer), and says so.
+default); a rule's other init falls back to ``random`` where ``prompts.init.check_prefix_init``
+would refuse it for the run (``--reparam mlp``, ``--init-prompt``; ZeRO-3, known to the
+trainer only) or the training text has too few different words, and says why.
 """
 from __future__ import annotations
 
@@ -123,8 +123,8 @@ def resolve(args) -> list[dict]:
                 setattr(args, name, UNRULED[name])
             continue
         value, source = r.values[name], r.source
-        if name == "prefix_init" and value != "random":
-            conflict = prefix_init_conflict(args)
+        if name == "prefix_init":
+            conflict = prefix_init_conflict(args, value)
             if conflict:
                 value, source = "random", f"{source}; random here: {conflict}"
         setattr(args, name, value)
@@ -138,26 +138,30 @@ def is_task_default(args, name: str) -> bool:
 
 
 def prefix_init_for_zero_stage(args, zero_stage: int) -> str | None:
-    """Under ZeRO-3 a task default ``prefix_init`` other than random becomes random (the
-    backbone's activations cannot be read from partitioned weights before training; an
-    explicit ``--prefix-init`` is refused instead). Returns the line to log, or None."""
-    if zero_stage != 3 or args.prefix_init == "random" or not is_task_default(args, "prefix_init"):
+    """Under ZeRO-3 (known to the trainer only) a task default ``prefix_init`` other than
+    random becomes random; an explicit ``--prefix-init`` is left for ``check_prefix_init`` to
+    refuse. Returns the line to log, or None."""
+    if not is_task_default(args, "prefix_init"):
+        return None
+    conflict = prefix_init_conflict(args, args.prefix_init, zero_stage)
+    if not conflict:
         return None
     kind, args.prefix_init = args.prefix_init, "random"
-    return (f"prefix_init: random, not the task's default {kind} (it reads the backbone's "
-            "activations before training, which ZeRO-3's partitioned weights do not allow)")
+    return f"prefix_init: random, not the task's default {kind}: {conflict}"
 
 
-def prefix_init_conflict(args) -> str | None:
-    """Why a prompt cannot start from the backbone (``--prefix-init vocab/activations``) in a
-    run configured like ``args``, or None. ``prompts.init.check_prefix_init`` refuses these
-    combinations when the user asks for them; a task default steps aside instead."""
-    if getattr(args, "init_prompt", None):
-        return "--init-prompt gives the start"
-    if args.method == "ptv2" and args.reparam != "embedding":
-        return f"--reparam {args.reparam} builds the prompt through its encoder"
-    if args.method == "prompt" and args.prompt_encoder != "none":
-        return f"--prompt-encoder {args.prompt_encoder} builds the prompt through its encoder"
+def prefix_init_conflict(args, kind: str, zero_stage: int = 0) -> str | None:
+    """Why ``--prefix-init kind`` cannot start the prompt of a run configured like ``args``,
+    or None: ``prompts.init.check_prefix_init``'s refusal, which a user's explicit choice
+    gets as an error and a task default as the reason it steps aside."""
+    from .errors import UserError
+    from .prompts.init import check_prefix_init
+
+    try:
+        check_prefix_init(kind, args.method, args.reparam, args.prompt_encoder, zero_stage,
+                          init_prompt=getattr(args, "init_prompt", None))
+    except UserError as e:
+        return str(e)
     return None
 
 

@@ -43,10 +43,13 @@ def check_prefix_init(kind: str, method: str, reparam: str, prompt_encoder: str,
                         "starts: give one")
     if method == "finetune":
         raise UserError(f"--prefix-init {kind}: --method finetune has no prompt to initialise")
-    if (method == "ptv2" and reparam != "embedding") or \
-            (method == "prompt" and prompt_encoder != "none"):
-        raise UserError(f"--prefix-init {kind} sets the prompt table itself: use --reparam "
-                        "embedding (ptv2) or --prompt-encoder none (prompt)")
+    if method == "ptv2" and reparam != "embedding":
+        raise UserError(f"--prefix-init {kind} sets the prompt table itself, which --reparam "
+                        f"{reparam} builds through its encoder: use --reparam embedding")
+    if method == "prompt" and prompt_encoder != "none":
+        raise UserError(f"--prefix-init {kind} sets the prompt table itself, which "
+                        f"--prompt-encoder {prompt_encoder} builds through its encoder: use "
+                        "--prompt-encoder none")
     if zero_stage == 3:
         raise UserError(f"--prefix-init {kind} reads the backbone's activations before "
                         "training, which ZeRO-3's partitioned weights do not allow here: use "

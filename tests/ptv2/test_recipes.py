@@ -68,13 +68,15 @@ def test_prefix_init_default_steps_aside_where_it_cannot_apply():
         args = cfg.TrainArgs(task="conll04", **extra)
         entry = next(a for a in args.task_defaults if a["name"] == "prefix_init")
         assert args.prefix_init == entry["value"] == "random"
-        assert f"random here: {why}" in entry["source"]
+        reason = entry["source"].split("random here: ")[1]
+        assert why in reason and reason == recipes.prefix_init_conflict(args, "activations")
     # ZeRO-3 (known to the trainer only): the default becomes random and says so; an explicit
     # choice is left for check_prefix_init to refuse with its message
     assert recipes.prefix_init_for_zero_stage(ptv2, 2) is None and \
         ptv2.prefix_init == "activations"
     note = recipes.prefix_init_for_zero_stage(ptv2, 3)
     assert ptv2.prefix_init == "random" and "ZeRO-3" in note and "activations" in note
+    assert recipes.prefix_init_for_zero_stage(ptv2, 3) is None  # already random: said once
     explicit = cfg.TrainArgs(task="conll04", prefix_init="activations")
     assert recipes.prefix_init_for_zero_stage(explicit, 3) is None
     assert explicit.prefix_init == "activations"
