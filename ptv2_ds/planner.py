@@ -594,134 +594,245 @@ def _validate(args: PlanArgs) -> None:
                         "everything is on the CPU already")
 
 
-def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
+@dataclass
+class _Sizes:
+    """What every term of one plan reads: the run's settings and its parameter counts
+    (``N_*`` in elements; ``*_small``: at most stage3_param_persistence_threshold elements,
+    kept whole on every rank under ZeRO-3; ``*_part``: the rest, partitioned W ways)."""
+
+    args: PlanArgs
+    shape: ModelShape
+    e: int                      # bytes per element of weights and activations
+    W: int                      # ranks
+    zs: dict                    # ZeRO settings
+    layers: tuple               # prefixed layers (ptv2)
+    with_lm_head: bool
+    trainable_mods: list
+    N_backbone: int
+    N_frozen: int
+    N_train: int
+    thr: float
+    Nf_small: int
+    Nt_small: int
+
+    @property
+    def stage(self) -> int:
+        return self.args.zero_stage
+
+    @property
+    def offload(self) -> bool:
+        return self.args.offload
+
+    @property
+    def n_sel(self) -> int:
+        return len(self.layers)
+
+    @property
+    def Nf_part(self) -> int:
+        return self.N_frozen - self.Nf_small
+
+    @property
+    def Nt_part(self) -> int:
+        return self.N_train - self.Nt_small
+
+    @property
+    def largest_trainable(self) -> int:
+        return max((sum(sizes) for _, sizes in self.trainable_mods), default=0)
+
+
+def _count(mods, keep=lambda n: True) -> int:
+    return sum(n for _, sizes in mods for n in sizes if keep(n))
+
+
+def _sizes(args: PlanArgs, shape: ModelShape) -> _Sizes:
     from .prompts import parse_prefix_layers
 
-    _validate(args)
-    shape = shape or model_shape(args.model)
-    e = element_bytes(args.precision)
-    W = args.nodes * args.gpus_per_node
-    budget = parse_mem(args.gpu_mem)
-    on_cpu = args.accelerator == "cpu"
-    overhead = 0 if on_cpu else parse_mem(args.overhead)
-    zs = zero_settings(args)
-    stage, offload = args.zero_stage, args.offload
-    B, S, P, H = args.micro_batch, args.seq_len, args.prefix_len, shape.hidden_size
-    V, L = shape.vocab_size, shape.num_layers
-
-    layers = parse_prefix_layers(args.prefix_layers, L) if args.method == "ptv2" else ()
-    n_sel = len(layers)
+    layers = tuple(parse_prefix_layers(args.prefix_layers, shape.num_layers)) \
+        if args.method == "ptv2" else ()
     with_lm_head = args.head == "verbalizer"
     backbone = shape.modules(with_lm_head)
-    extra = prompt_modules(args, shape, n_sel) + head_modules(args.head, shape, args.num_classes)
+    extra = prompt_modules(args, shape, len(layers)) + head_modules(args.head, shape,
+                                                                  args.num_classes)
     if args.method == "finetune":
         frozen_mods, trainable_mods = [], backbone + extra
     else:
         frozen_mods, trainable_mods = backbone, extra
-
-    def count(mods, keep=lambda n: True):
-        return sum(n for _, sizes in mods for n in sizes if keep(n))
-
-    N_backbone = count(backbone)
-    N_frozen, N_train = count(frozen_mods), count(trainable_mods)
+    zs = zero_settings(args)
     # ZeRO-3 keeps parameters of <= stage3_param_persistence_threshold elements whole on
     # every GPU (biases, LayerNorms); everything else is partitioned W ways.
-    thr = zs.get("stage3_param_persistence_threshold", 0) if stage == 3 else 0
+    thr = zs.get("stage3_param_persistence_threshold", 0) if args.zero_stage == 3 else 0
     small = (lambda n: n <= thr)
-    big = (lambda n: n > thr)
-    Nf_small, Nt_small = count(frozen_mods, small), count(trainable_mods, small)
-    Nf_part, Nt_part = N_frozen - Nf_small, N_train - Nt_small
+    return _Sizes(args=args, shape=shape, e=element_bytes(args.precision),
+                W=args.nodes * args.gpus_per_node, zs=zs, layers=layers,
+                with_lm_head=with_lm_head, trainable_mods=trainable_mods,
+                N_backbone=_count(backbone), N_frozen=_count(frozen_mods),
+                N_train=_count(trainable_mods), thr=thr, Nf_small=_count(frozen_mods, small),
+                Nt_small=_count(trainable_mods, small))
 
-    terms: list[Term] = []
+
+def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
+    _validate(args)
+    shape = shape or model_shape(args.model)
+    r = _sizes(args, shape)
+    on_cpu = args.accelerator == "cpu"
+    overhead = 0 if on_cpu else parse_mem(args.overhead)
     notes: list[str] = []
+    act, act_ck, act_full = _activations(r)
+    terms = [_frozen_term(r), _gathered_term(r, notes), _trainable_term(r),
+             _activation_term(r, act, act_ck, act_full, notes), _prefix_term(r),
+             _head_term(r), _buffer_term(r),
+             Term("cuda_overhead", "CUDA context + allocator", overhead,
+                  "none: the ranks compute on the CPU" if on_cpu else
+                  f"fixed reserve (--overhead {args.overhead}): context, NCCL, cuBLAS "
+                  "workspace, fragmentation")]
+    total = sum(t.bytes for t in terms)
+    budget = parse_mem(args.gpu_mem)
+    fits = total <= budget
 
-    # -- frozen weights ------------------------------------------------------------------
-    if N_frozen == 0:
+    # host memory (not part of the GPU budget)
+    host_terms = host_memory_terms(args, shape, r.W, r.e, total, _offloaded_bytes(r),
+                                   r.N_backbone)
+    host_rank = sum(t.bytes for t in host_terms)
+
+    used = args.seq_len + (args.prefix_len if args.method == "prompt" else 0)
+    if used > shape.max_positions:
+        notes.append(f"warning: {used} positions exceed the model's {shape.max_positions} "
+                     "(max_position_embeddings)")
+    if args.ds_config:
+        notes.append(f"ZeRO buffer / live-parameter settings read from {args.ds_config}")
+    notes.append("dropout is assumed on (1-byte masks, as CUDA's fused dropout stores them); "
+                 "terms are summed, so the total is an upper bound on the peak")
+
+    value = {t.key: t.bytes for t in terms}
+    result = Plan(args=args, shape=shape, world_size=r.W, element_bytes=r.e, budget=budget,
+                  backbone_params=r.N_backbone, trainable_params=r.N_train,
+                  frozen_params=r.N_frozen, prefix_layer_count=r.n_sel,
+                  frozen_weights=value["frozen_weights"],
+                  gathered_working_set=value["gathered_working_set"],
+                  trainable_states=value["trainable_states"], activations=act.total,
+                  prefix_kv=value["prefix_kv"], head_logits=value["head_logits"],
+                  zero_buffers=value["zero_buffers"], cuda_overhead=overhead, total=total,
+                  fits=fits, activations_checkpointed=act_ck.total,
+                  activations_full=act_full.total,
+                  host_bytes_per_node=host_rank * args.gpus_per_node,
+                  host_bytes_per_rank=host_rank,
+                  host_budget=None if args.host_mem == "none" else parse_mem(args.host_mem),
+                  host_terms=host_terms, terms=terms, symbols=_symbols(r, act), notes=notes)
+    if suggest and not fits and not on_cpu:
+        result.suggestions = _suggestions(args, shape, result)
+    return result
+
+
+def _frozen_term(r: _Sizes) -> Term:
+    if r.N_frozen == 0:
         frozen = 0
-        f_formula = "none: every parameter trains (see trainable states)"
-    elif stage < 3:
-        frozen = e * N_frozen
-        f_formula = f"N_frozen·e, whole on every GPU under ZeRO-{stage}"
-    elif offload:
-        frozen = e * Nf_small
-        f_formula = ("N_frozen_small·e: offloaded to CPU, only the parameters "
-                     f"<= {thr:.0e} elements stay on the GPU")
+        formula = "none: every parameter trains (see trainable states)"
+    elif r.stage < 3:
+        frozen = r.e * r.N_frozen
+        formula = f"N_frozen·e, whole on every GPU under ZeRO-{r.stage}"
+    elif r.offload:
+        frozen = r.e * r.Nf_small
+        formula = ("N_frozen_small·e: offloaded to CPU, only the parameters "
+                   f"<= {r.thr:.0e} elements stay on the GPU")
     else:
-        frozen = e * Nf_small + _ceil_div(e * Nf_part, W)
-        f_formula = (f"N_frozen_part·e/W + N_frozen_small·e (params <= {thr:.0e} elements "
-                     "are not partitioned)")
-    terms.append(Term("frozen_weights", "frozen weights", frozen, f_formula))
+        frozen = r.e * r.Nf_small + _ceil_div(r.e * r.Nf_part, r.W)
+        formula = (f"N_frozen_part·e/W + N_frozen_small·e (params <= {r.thr:.0e} elements "
+                   "are not partitioned)")
+    return Term("frozen_weights", "frozen weights", frozen, formula)
 
-    # -- ZeRO-3 gathered working set -----------------------------------------------------
-    largest_trainable = max((sum(s_) for _, s_ in trainable_mods), default=0)
-    if stage == 3:
-        n_part_all = Nf_part + Nt_part
-        floor = shape.word_embedding_parameters + 2 * shape.layer_parameters
-        live = int(zs["stage3_max_live_parameters"])
-        working = min(n_part_all, max(floor, live))
-        # A gathered parameter is a fresh full-size buffer next to this GPU's shard; only on a
-        # single GPU without offload does DeepSpeed alias the shard instead of gathering.
-        aliased = W == 1 and not offload
-        gathered = (0 if aliased else e * working) + e * largest_trainable
-        g_formula = (("e·min(N_part, max(V·H + 2·layer, max_live))" if not aliased else
-                      "W = 1: the 'gathered' weights alias the shard, nothing extra")
-                     + " + e·largest trainable module (its full gradient before "
-                       "reduce-scatter)")
-        notes.append(
-            "gathered working set: on one GPU without offload the gathered weights alias the "
-            "shard (nothing extra)" if aliased else
-            f"gathered working set: ZeRO-3 materialises the module it is computing plus "
-            f"prefetched ones (stage3_prefetch_bucket_size {zs['stage3_prefetch_bucket_size']:.0e}"
-            f" elements) and defers releasing what is reused within stage3_max_reuse_distance "
-            f"({zs['stage3_max_reuse_distance']:.0e}), up to about stage3_max_live_parameters "
-            f"({live:.0e}) elements; never less than the word embeddings + 2 layers "
-            f"({floor / 1e6:.0f}M). Counted: {working / 1e6:.0f}M elements.")
-    else:
-        gathered = 0
-        g_formula = f"none under ZeRO-{stage} (weights are whole)"
-    terms.append(Term("gathered_working_set", "ZeRO-3 gathered working set", gathered,
-                      g_formula))
 
-    # -- trainable parameters: weights, gradients, optimizer state -------------------------
-    per = _bytes_per_trainable(e)
+def _gathered_term(r: _Sizes, notes: list[str]) -> Term:
+    """ZeRO-3's gathered working set (appends its explanation to ``notes``)."""
+    if r.stage != 3:
+        return Term("gathered_working_set", "ZeRO-3 gathered working set", 0,
+                    f"none under ZeRO-{r.stage} (weights are whole)")
+    zs, e = r.zs, r.e
+    floor = r.shape.word_embedding_parameters + 2 * r.shape.layer_parameters
+    live = int(zs["stage3_max_live_parameters"])
+    working = min(r.Nf_part + r.Nt_part, max(floor, live))
+    # A gathered parameter is a fresh full-size buffer next to this GPU's shard; only on a
+    # single GPU without offload does DeepSpeed alias the shard instead of gathering.
+    aliased = r.W == 1 and not r.offload
+    gathered = (0 if aliased else e * working) + e * r.largest_trainable
+    formula = (("e·min(N_part, max(V·H + 2·layer, max_live))" if not aliased else
+                "W = 1: the 'gathered' weights alias the shard, nothing extra")
+               + " + e·largest trainable module (its full gradient before "
+                 "reduce-scatter)")
+    notes.append(
+        "gathered working set: on one GPU without offload the gathered weights alias the "
+        "shard (nothing extra)" if aliased else
+        f"gathered working set: ZeRO-3 materialises the module it is computing plus "
+        f"prefetched ones (stage3_prefetch_bucket_size {zs['stage3_prefetch_bucket_size']:.0e}"
+        f" elements) and defers releasing what is reused within stage3_max_reuse_distance "
+        f"({zs['stage3_max_reuse_distance']:.0e}), up to about stage3_max_live_parameters "
+        f"({live:.0e}) elements; never less than the word embeddings + 2 layers "
+        f"({floor / 1e6:.0f}M). Counted: {working / 1e6:.0f}M elements.")
+    return Term("gathered_working_set", "ZeRO-3 gathered working set", gathered, formula)
+
+
+def _placement(r: _Sizes) -> tuple[dict[str, int], list[str], list[str], list[str]]:
+    """Bytes per trainable parameter by component, and where each component lives: whole on
+    every GPU, partitioned across GPUs, or partitioned and offloaded to the host."""
+    per = _bytes_per_trainable(r.e)
     gpu_whole, gpu_part, host_part = [], [], []
     for comp, nbytes in per.items():
         if nbytes == 0:
             continue
-        partitioned = (comp == "w16" and stage == 3) or (comp == "g16" and stage >= 2) or \
-                      (comp in ("master", "adam", "g32") and stage >= 1)
-        offloaded = offload and partitioned
+        partitioned = (comp == "w16" and r.stage == 3) or (comp == "g16" and r.stage >= 2) or \
+                      (comp in ("master", "adam", "g32") and r.stage >= 1)
+        offloaded = r.offload and partitioned
         (host_part if offloaded else gpu_part if partitioned else gpu_whole).append(comp)
-    # persistent (small) trainable parameters keep their 16-bit weight whole on every GPU
-    t_bytes = sum(per[c] for c in gpu_whole) * N_train
-    t_bytes += sum(per[c] for c in gpu_part if c != "w16") * N_train // W
-    if "w16" in gpu_part:
-        t_bytes += per["w16"] * (Nt_part // W + Nt_small)
-    if "w16" in host_part:
-        t_bytes += per["w16"] * Nt_small
-    t_formula = _trainable_formula(per, gpu_whole, gpu_part, host_part)
-    terms.append(Term("trainable_states", "trainable params+grads+optim", t_bytes, t_formula))
+    return per, gpu_whole, gpu_part, host_part
 
-    # -- activations -----------------------------------------------------------------------
-    act_ck = activation_memory(shape, args, True, layers)
-    act_full = activation_memory(shape, args, False, layers)
-    act = act_ck if args.gradient_checkpointing else act_full
+
+def _trainable_term(r: _Sizes) -> Term:
+    per, gpu_whole, gpu_part, host_part = _placement(r)
+    # persistent (small) trainable parameters keep their 16-bit weight whole on every GPU
+    t_bytes = sum(per[c] for c in gpu_whole) * r.N_train
+    t_bytes += sum(per[c] for c in gpu_part if c != "w16") * r.N_train // r.W
+    if "w16" in gpu_part:
+        t_bytes += per["w16"] * (r.Nt_part // r.W + r.Nt_small)
+    if "w16" in host_part:
+        t_bytes += per["w16"] * r.Nt_small
+    return Term("trainable_states", "trainable params+grads+optim", t_bytes,
+                _trainable_formula(per, gpu_whole, gpu_part, host_part))
+
+
+def _offloaded_bytes(r: _Sizes) -> int:
+    """Per-rank bytes that offloading moves from the GPU to the host."""
+    if not r.offload:
+        return 0
+    per, _, _, host_part = _placement(r)
+    moved = _ceil_div(r.e * r.Nf_part, r.W) if r.stage == 3 else 0
+    moved += sum(per[c] for c in host_part if c != "w16") * r.N_train // r.W
+    if "w16" in host_part:
+        moved += per["w16"] * r.Nt_part // r.W
+    return moved
+
+
+def _activations(r: _Sizes) -> tuple[Activations, Activations, Activations]:
+    """The run's activations, and both modes: (as run, checkpointed, not checkpointed)."""
+    act_ck = activation_memory(r.shape, r.args, True, r.layers)
+    act_full = activation_memory(r.shape, r.args, False, r.layers)
+    return (act_ck if r.args.gradient_checkpointing else act_full), act_ck, act_full
+
+
+def _activation_term(r: _Sizes, act: Activations, act_ck: Activations, act_full: Activations,
+                     notes: list[str]) -> Term:
+    args = r.args
     s_eff = "(S+P)" if args.method == "prompt" else "S"
     per_layer_text = _per_layer_formula(args, s_eff)
     if args.gradient_checkpointing:
-        a_formula = (f"L_g·{s_eff}·B·H·e (checkpointed layer inputs) + one layer recomputed "
-                     f"[{per_layer_text}] + backward grads 2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e "
-                     "+ final LN in/out, masks")
+        formula = (f"L_g·{s_eff}·B·H·e (checkpointed layer inputs) + one layer recomputed "
+                   f"[{per_layer_text}] + backward grads 2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e "
+                   "+ final LN in/out, masks")
     else:
-        a_formula = (f"sum over L_g layers of [{per_layer_text}] + backward grads "
-                     f"2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e + final LN in/out, masks")
-    terms.append(Term("activations", "activations" + (" (checkpointed)" if
-                                                        args.gradient_checkpointing else
-                                                        " (no checkpointing)"),
-                      act.total, a_formula))
+        formula = (f"sum over L_g layers of [{per_layer_text}] + backward grads "
+                   f"2·{s_eff}·B·H·e + 2·{s_eff}·B·I·e + final LN in/out, masks")
     other_mode = act_full if args.gradient_checkpointing else act_ck
     notes.append(f"activations {'without' if args.gradient_checkpointing else 'with'} "
                  f"checkpointing would be {gib(other_mode.total):.2f} GiB")
+    L = r.shape.num_layers
     if args.method == "ptv2" and act.grad_layers < L:
         notes.append(f"layers 0-{L - act.grad_layers - 1} precede the first prefixed layer: "
                      "with a frozen backbone autograd stores nothing for them")
@@ -729,110 +840,80 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
         notes.append("attention: sdpa with a boolean mask runs PyTorch's memory-efficient "
                      "kernel (not flash), which stores no a·S·(S+P) score matrix; "
                      "--attention explicit would store a·B·S·(S+P)·(2e+1) bytes per layer")
+    label = "activations" + (" (checkpointed)" if args.gradient_checkpointing else
+                             " (no checkpointing)")
+    return Term("activations", label, act.total, formula)
 
-    # -- prefix keys/values ----------------------------------------------------------------
-    if args.method == "ptv2" and n_sel and P:
-        kv = B * n_sel * 2 * P * H
+
+def _prefix_term(r: _Sizes) -> Term:
+    args, e, H, P = r.args, r.e, r.shape.hidden_size, r.args.prefix_len
+    if args.method == "ptv2" and r.n_sel and P:
+        kv = args.micro_batch * r.n_sel * 2 * P * H
         prefix = kv * (e + 1 + 2 * e)
-        p_formula = ("B·n_sel·2·P·H·(e values + 1 dropout mask + 2e gradient: accumulated "
-                     "+ incoming)")
+        formula = ("B·n_sel·2·P·H·(e values + 1 dropout mask + 2e gradient: accumulated "
+                   "+ incoming)")
         if args.reparam == "mlp":
-            prefix += 2 * e * P * (args.prefix_hidden + n_sel * 2 * H)
-            p_formula += " + 2e·P·(h' + n_sel·2H) for the MLP's output and hidden"
+            prefix += 2 * e * P * (args.prefix_hidden + r.n_sel * 2 * H)
+            formula += " + 2e·P·(h' + n_sel·2H) for the MLP's output and hidden"
     else:
         prefix = 0
-        p_formula = ("none (the P prompt tokens are counted in the sequence)"
-                     if args.method == "prompt" else "none")
-    terms.append(Term("prefix_kv", "prefix keys/values", prefix, p_formula))
+        formula = ("none (the P prompt tokens are counted in the sequence)"
+                   if args.method == "prompt" else "none")
+    return Term("prefix_kv", "prefix keys/values", prefix, formula)
 
-    # -- head / logits ---------------------------------------------------------------------
-    if args.head == "verbalizer":
-        logits = 2 * B * V * e
-        l_formula = "2·B·V·e: LM logits at the [MASK] position and their gradient"
-    else:
-        logits = 0
-        l_formula = f"{head_kind(args.head, shape)} head on [CLS]: B×H-sized, negligible"
-    terms.append(Term("head_logits", "head / LM logits", logits, l_formula))
 
-    # -- DeepSpeed buffers -------------------------------------------------------------------
+def _head_term(r: _Sizes) -> Term:
+    if r.args.head == "verbalizer":
+        return Term("head_logits", "head / LM logits",
+                    2 * r.args.micro_batch * r.shape.vocab_size * r.e,
+                    "2·B·V·e: LM logits at the [MASK] position and their gradient")
+    return Term("head_logits", "head / LM logits", 0,
+                f"{head_kind(r.args.head, r.shape)} head on [CLS]: B×H-sized, negligible")
+
+
+def _buffer_term(r: _Sizes) -> Term:
+    zs, e = r.zs, r.e
     rb = int(zs.get("reduce_bucket_size", 0))
-    if stage == 3:
+    if r.stage == 3:
         buffers = rb * e if zs.get("contiguous_gradients", True) else 0
-        b_formula = "reduce_bucket_size·e (the contiguous gradient bucket)"
-    elif stage in (1, 2):
+        formula = "reduce_bucket_size·e (the contiguous gradient bucket)"
+    elif r.stage in (1, 2):
         copies = 2 if zs.get("overlap_comm") else 1
-        eb = 4 if stage == 1 else e
+        eb = 4 if r.stage == 1 else e
         buffers = (rb * eb * copies if zs.get("contiguous_gradients", True) else 0)
-        buffers += e * largest_trainable
-        b_formula = (f"reduce_bucket_size·{eb}·{copies} (gradient buckets"
-                     f"{', double-buffered for overlap_comm' if copies == 2 else ''}) + "
-                     "e·largest trainable module (its full gradient)")
+        buffers += e * r.largest_trainable
+        formula = (f"reduce_bucket_size·{eb}·{copies} (gradient buckets"
+                   f"{', double-buffered for overlap_comm' if copies == 2 else ''}) + "
+                   "e·largest trainable module (its full gradient)")
     else:
         buffers = 0
-        b_formula = "none without ZeRO"
-    terms.append(Term("zero_buffers", "DeepSpeed buffers", buffers, b_formula))
+        formula = "none without ZeRO"
+    return Term("zero_buffers", "DeepSpeed buffers", buffers, formula)
 
-    terms.append(Term("cuda_overhead", "CUDA context + allocator", overhead,
-                      "none: the ranks compute on the CPU" if on_cpu else
-                      f"fixed reserve (--overhead {args.overhead}): context, NCCL, cuBLAS "
-                      "workspace, fragmentation"))
 
-    total = sum(t.bytes for t in terms)
-    fits = total <= budget
-
-    # -- host memory (not part of the GPU budget) ---------------------------------------------
-    host_gpu = 0
-    if offload and stage == 3:
-        host_gpu += _ceil_div(e * Nf_part, W)
-    if offload:
-        host_gpu += sum(per[c] for c in host_part if c != "w16") * N_train // W
-        if "w16" in host_part:
-            host_gpu += per["w16"] * Nt_part // W
-    host_terms = host_memory_terms(args, shape, W, e, total, host_gpu, N_backbone)
-    host_rank = sum(t.bytes for t in host_terms)
-    host_per_node = host_rank * args.gpus_per_node
-
-    max_pos = shape.max_positions
-    used = S + (P if args.method == "prompt" else 0)
-    if used > max_pos:
-        notes.append(f"warning: {used} positions exceed the model's {max_pos} "
-                     "(max_position_embeddings)")
-    if args.ds_config:
-        notes.append(f"ZeRO buffer / live-parameter settings read from {args.ds_config}")
-    notes.append("dropout is assumed on (1-byte masks, as CUDA's fused dropout stores them); "
-                 "terms are summed, so the total is an upper bound on the peak")
-
+def _symbols(r: _Sizes, act: Activations) -> list[tuple[str, str]]:
+    """The legend of the formulas: each symbol and its value for this run."""
+    args, shape = r.args, r.shape
     symbols = [
-        ("N", f"{N_backbone:,} backbone parameters"
-              + (" (with the LM head)" if with_lm_head and shape.family != "glm" else "")),
-        ("N_train", f"{N_train:,} trainable ({100 * N_train / max(N_backbone, 1):.3g}% of N)"),
-        ("N_frozen", f"{N_frozen:,}"),
-        ("W", f"{W} {'CPU ranks' if on_cpu else 'GPUs'} ({args.nodes} node(s) × "
-              f"{args.gpus_per_node})"),
-        ("e", f"{e} bytes ({args.precision})"),
-        ("L, H, a, I, V", f"{L}, {H}, {shape.num_heads}, {shape.intermediate_size}, {V}"),
-        ("S, P, B", f"{S}, {P}, {B}"),
+        ("N", f"{r.N_backbone:,} backbone parameters"
+              + (" (with the LM head)" if r.with_lm_head and shape.family != "glm" else "")),
+        ("N_train", f"{r.N_train:,} trainable "
+                    f"({100 * r.N_train / max(r.N_backbone, 1):.3g}% of N)"),
+        ("N_frozen", f"{r.N_frozen:,}"),
+        ("W", f"{r.W} {'CPU ranks' if args.accelerator == 'cpu' else 'GPUs'} ({args.nodes} "
+              f"node(s) × {args.gpus_per_node})"),
+        ("e", f"{r.e} bytes ({args.precision})"),
+        ("L, H, a, I, V", f"{shape.num_layers}, {shape.hidden_size}, {shape.num_heads}, "
+                          f"{shape.intermediate_size}, {shape.vocab_size}"),
+        ("S, P, B", f"{args.seq_len}, {args.prefix_len}, {args.micro_batch}"),
     ]
     if args.method == "ptv2":
-        symbols.append(("n_sel", f"{n_sel} layers with a prefix ({args.prefix_layers})"))
+        symbols.append(("n_sel", f"{r.n_sel} layers with a prefix ({args.prefix_layers})"))
     symbols.append(("L_g", f"{act.grad_layers} layers autograd goes through"))
-    if stage == 3:
-        symbols.append(("N_part / N_small", f"{Nf_part + Nt_part:,} partitioned / "
-                                            f"{Nf_small + Nt_small:,} kept whole"))
-
-    result = Plan(args=args, shape=shape, world_size=W, element_bytes=e, budget=budget,
-                  backbone_params=N_backbone, trainable_params=N_train, frozen_params=N_frozen,
-                  prefix_layer_count=n_sel, frozen_weights=frozen,
-                  gathered_working_set=gathered, trainable_states=t_bytes,
-                  activations=act.total, prefix_kv=prefix, head_logits=logits,
-                  zero_buffers=buffers, cuda_overhead=overhead, total=total, fits=fits,
-                  activations_checkpointed=act_ck.total, activations_full=act_full.total,
-                  host_bytes_per_node=host_per_node, host_bytes_per_rank=host_rank,
-                  host_budget=None if args.host_mem == "none" else parse_mem(args.host_mem),
-                  host_terms=host_terms, terms=terms, symbols=symbols, notes=notes)
-    if suggest and not fits and not on_cpu:
-        result.suggestions = _suggestions(args, shape, result)
-    return result
+    if r.stage == 3:
+        symbols.append(("N_part / N_small", f"{r.Nf_part + r.Nt_part:,} partitioned / "
+                                            f"{r.Nf_small + r.Nt_small:,} kept whole"))
+    return symbols
 
 
 def host_memory_terms(args: PlanArgs, shape: ModelShape, W: int, e: int, device_total: int,
