@@ -74,9 +74,9 @@ class PromptedModel(nn.Module):
                                           s.reparam, s.prefix_hidden, s.prefix_dropout)
         elif s.method == "prompt":
             self.input_prompt = InputPrompt(backbone.hidden_size, s.prefix_len, s.prompt_encoder)
-            # the input prompt occupies P positions of the sequence: encode() truncates the
-            # text to what is left
-            backbone.max_positions -= s.prefix_len
+        # an input prompt occupies P positions of the sequence: encode() truncates the text to
+        # what is left (set, not subtracted: the backbone may be built into a model again)
+        backbone.input_prompt_len = s.prefix_len if s.method == "prompt" else 0
         self.heads: nn.ModuleDict | None = None
         if heads is None:
             self.head = build_head(head, backbone.hidden_size, num_outputs, backbone=backbone,

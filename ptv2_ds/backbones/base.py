@@ -25,8 +25,15 @@ class Backbone(nn.Module):
     tokenizer: object         # a Hugging Face tokenizer
     prefix_shape: PrefixShape
     hidden_size: int
-    max_positions: int        # real tokens (+ shallow prompt) a sequence may hold
+    position_limit: int       # positions the model has (real tokens + shallow prompt)
     has_lm_head: bool
+    input_prompt_len = 0      # positions a shallow (--method prompt) prompt takes; set by
+    #                           PromptedModel, so building a model twice is harmless
+
+    @property
+    def max_positions(self) -> int:
+        """Real tokens a sequence may hold: the model's positions less the shallow prompt's."""
+        return self.position_limit - self.input_prompt_len
 
     def encode_text(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens.

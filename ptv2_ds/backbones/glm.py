@@ -97,7 +97,7 @@ class GLMBackbone(Backbone):
                                             model_max_length=c.max_position_embeddings)
         self.hidden_size = c.hidden_size
         self.prefix_shape = PrefixShape(c.num_layers, c.num_attention_heads, c.head_dim)
-        self.max_positions = c.max_position_embeddings
+        self.position_limit = c.max_position_embeddings
         if len(self.tokenizer) > c.vocab_size:
             raise UserError(f"{path}: tokenizer has {len(self.tokenizer)} tokens but the model "
                             f"only {c.vocab_size} embedding rows: the preset, config.json "

@@ -133,7 +133,7 @@ class HFEncoder(Backbone):
         # (DeBERTa numbers from 0; v2/v3 without position_biased_input have no absolute table
         # and max_position_embeddings is the length they were trained for)
         offset = (c.pad_token_id + 1) if c.model_type not in ("bert", *DEBERTA_TYPES) else 0
-        self.max_positions = c.max_position_embeddings - offset
+        self.position_limit = c.max_position_embeddings - offset
         self.layout = SpecialTokenLayout(self.tokenizer)
         self.uses_token_types = getattr(c, "type_vocab_size", 0) > 1
 

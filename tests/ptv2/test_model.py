@@ -40,6 +40,16 @@ def test_frozen_backbone_gets_no_gradient(tiny_bert_dir, method):
     assert trainable and all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
 
 
+def test_input_prompt_positions_are_reserved_once(tiny_bert_dir):
+    backbone = HFEncoder(tiny_bert_dir)
+    limit = backbone.max_positions
+    for _ in range(2):  # building twice on one backbone must not reserve twice
+        PromptedModel(backbone, PromptSettings(method="prompt", prefix_len=4), 2)
+        assert backbone.max_positions == limit - 4
+    PromptedModel(backbone, PromptSettings(method="ptv2", prefix_len=4), 2)
+    assert backbone.max_positions == limit  # deep prompts take no sequence positions
+
+
 def test_parameter_counts(tiny_bert_dir):
     model = make(tiny_bert_dir, "ptv2", prefix_layers="1-2")
     counts = model.parameter_counts()
