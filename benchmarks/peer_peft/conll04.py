@@ -104,7 +104,7 @@ def evaluate(model, features, sentences, labels: list[str], pad_id: int, batch_s
             chunk = features[i:i + batch_size]
             batch, gold = collate(chunk, pad_id)
             best = model(**batch).logits.argmax(-1)
-            for row, f in zip(range(len(chunk)), chunk):
+            for row, f in enumerate(chunk):
                 tags = [labels[t] for t in best[row][gold[row] != IGNORE].tolist()]
                 predicted.append(tags + ["O"] * (f["words"] - len(tags)))
     model.train()
