@@ -5,6 +5,7 @@
     python benchmarks/step_time.py --seq-len 64 --batch-size 16 --json out.json
     python benchmarks/step_time.py --device cuda --precision fp16 --rounds 20
     python benchmarks/step_time.py --cpu-dropout torch   # PyTorch's own dropout masks
+    python benchmarks/step_time.py --backbone-dropout 0  # the opt-in dropout-free backbone
     python benchmarks/step_time.py --profile ptv2        # top operators of one method's step
 
 A step is what the trainer does per micro-batch, without DeepSpeed: forward, cross-entropy,
@@ -50,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="bf16/fp16: autocast around the forward pass")
     p.add_argument("--cpu-dropout", choices=("fast", "torch"), default="fast",
                    help="how CPU dropout masks are drawn (ptv2_ds/dropout.py)")
+    p.add_argument("--backbone-dropout", type=float, default=None,
+                   help="set every dropout inside the backbone to this p (as ptv2 train's "
+                   "--backbone-dropout; default: the checkpoint's, 0.1 for MiniLM)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="steps per method per round")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -66,6 +70,8 @@ def make_step(method: str, args):
 
     torch.manual_seed(0)
     backbone = load_backbone(args.model, model_path=args.model_path)
+    if args.backbone_dropout is not None:
+        backbone.set_dropout(args.backbone_dropout)
     model = PromptedModel(backbone, PromptSettings(method=method, prefix_len=args.prefix_len),
                           num_outputs=2).to(args.device).train()
     trainable = model.trainable_parameters()
@@ -134,9 +140,13 @@ def main(argv=None) -> int:
                      "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3,
                      **({"peak_cuda_mib": peak[method] / 2**20} if cuda else {})})
     base = next((r["median_ms"] for r in rows if r["method"] == "finetune"), None)
+    dropout = ("backbone dropout off" if args.backbone_dropout == 0 else
+               f"dropout on ({args.cpu_dropout} CPU masks"
+               + (f", backbone p = {args.backbone_dropout:g})" if args.backbone_dropout
+                  else ")"))
     print(f"{args.model}: batch {args.batch_size} x {args.seq_len}, P = {args.prefix_len}, "
-          f"{args.device} {args.precision}, {torch.get_num_threads()} threads, dropout on "
-          f"({args.cpu_dropout} CPU masks), {args.rounds} rounds x {args.steps} steps, "
+          f"{args.device} {args.precision}, {torch.get_num_threads()} threads, {dropout}, "
+          f"{args.rounds} rounds x {args.steps} steps, "
           f"torch {torch.__version__}")
     print(f"{'method':9s} {'trainable':>12s} {'median ms':>10s} {'IQR ms':>8s} {'vs ft':>6s}"
           + ("  peak CUDA MiB" if cuda else ""))

@@ -87,7 +87,6 @@ class GLMSelfAttention(nn.Module):
         # One fused projection, output laid out as [q | k | v], each H wide (THUDM's layout).
         self.query_key_value = nn.Linear(h, 3 * h)
         self.dense = nn.Linear(h, h)
-        self.attention_dropout_p = config.attention_dropout
         self.attention_dropout = nn.Dropout(config.attention_dropout)
         self.output_dropout = nn.Dropout(config.output_dropout)
 
@@ -127,7 +126,8 @@ class GLMSelfAttention(nn.Module):
         if impl == "sdpa":
             ctx = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask,
-                dropout_p=self.attention_dropout_p if self.training else 0.0,
+                # the module's p, so that one assignment changes both paths
+                dropout_p=self.attention_dropout.p if self.training else 0.0,
             )
         elif impl == "explicit":
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)

@@ -46,6 +46,8 @@ def build_model(args, task: Task | None = None, *, num_outputs: int | None = Non
                              gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
                              allow_unsafe_pickle=getattr(args, "allow_unsafe_pickle", False),
                              ds_config=ds_config)
+    if getattr(args, "backbone_dropout", None) is not None:
+        backbone.set_dropout(args.backbone_dropout)
     if tasks is not None:
         specs = {name: HeadSpec(kinds[name], t.num_outputs,
                                 t.verbalizer_words(backbone) if kinds[name] == "verbalizer"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
+
 
 def opt(default, help: str, choices=None, flag_type=None, many: bool = False):
     # many: the flag may be repeated (argparse "append"), e.g. --train-file TASK=PATH per task
@@ -55,6 +57,11 @@ class ModelArgs:
     template: str | None = opt(None, "cloze template for --head verbalizer with {a}, {b} and "
                                      "{mask} (default: the task's)")
     head_dropout: float = opt(0.1, "dropout before the linear head")
+    backbone_dropout: float | None = opt(
+        None, "drop probability of every dropout inside the backbone (embeddings, attention "
+              "probabilities, hidden states); default: the model config's (0.1 for "
+              "BERT-family and GLM checkpoints). 0 is a different, faster computation: no "
+              "masks, and the fused attention kernel (docs/method.md)")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass")
     cpu_dropout: str = opt("fast", "how dropout masks are drawn on CPU: fast (64-bit integer "
                                    "draws, about 4x cheaper, the same Bernoulli(p) masks in "
@@ -158,6 +165,7 @@ class TrainArgs(ModelArgs, DataArgs):
                                         "has one) of an artifact, e.g. a --tasks run's")
 
     def __post_init__(self):
+        check_probabilities(self)
         # the one place where "task default" (None) becomes a number: every TrainArgs, from
         # flags, YAML or Python, reaches the trainer resolved; task_defaults says what was
         # filled in (not a field: not a flag, not part of a checkpoint's run config)
@@ -178,8 +186,18 @@ class ParamsArgs(ModelArgs):
     num_classes: int = opt(2, "classes of the linear head")
 
     def __post_init__(self):
+        check_probabilities(self)
         if self.head == "auto":
             _auto_head(self, ["classification"])
+
+
+def check_probabilities(args: ModelArgs) -> None:
+    """Every dropout option is a probability in [0, 1) (1 would zero every activation)."""
+    for name in ("prefix_dropout", "head_dropout", "backbone_dropout"):
+        value = getattr(args, name, None)
+        if value is not None and not 0.0 <= value < 1.0:
+            raise UserError(f"--{name.replace('_', '-')} {value:g}: a drop probability must be "
+                            "at least 0 and below 1")
 
 
 def _auto_head(args: ModelArgs, families: list[str]) -> dict:

@@ -35,6 +35,16 @@ class Backbone(nn.Module):
         """Real tokens a sequence may hold: the model's positions less the shallow prompt's."""
         return self.position_limit - self.input_prompt_len
 
+    def set_dropout(self, p: float) -> int:
+        """Set the drop probability of every dropout inside the backbone (embeddings, attention
+        probabilities, hidden states) to ``p``; returns how many modules changed. Attention
+        reads its probability from its dropout module in every adapter, so this reaches the
+        fused kernels too. Prompt and head dropouts are not the backbone's: untouched."""
+        modules = [m for m in self.modules() if isinstance(m, nn.Dropout)]
+        for m in modules:
+            m.p = p
+        return len(modules)
+
     def encode_text(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens.
 

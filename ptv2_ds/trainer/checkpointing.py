@@ -50,7 +50,7 @@ IGNORABLE = frozenset({
 
 SINGLE_TASK_DEFAULTS = {"tasks": None, "task_sampling": "proportional", "init_prompt": None}
 # options added later, left out at their defaults so that older checkpoints still resume
-LATER_DEFAULTS = {"cpu_dropout": "fast", "prefix_init": "random"}
+LATER_DEFAULTS = {"cpu_dropout": "fast", "prefix_init": "random", "backbone_dropout": None}
 
 # names for keys of the run configuration that are not command-line flags
 _KEY_NAMES = {"world_size": "world size (ranks)", "zero_stage": "ZeRO stage",

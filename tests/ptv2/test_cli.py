@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ptv2_ds.cli.main import main
 
@@ -258,3 +259,21 @@ def test_debug_shows_the_traceback_of_a_bad_input_error(tmp_path, capsys, where)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "not found" in err
+
+
+@pytest.mark.parametrize("flag,value", [("--prefix-dropout", "1.5"), ("--head-dropout", "1"),
+                                        ("--backbone-dropout", "-0.1")])
+def test_dropout_options_are_probabilities(tiny_bert_dir, capsys, flag, value):
+    capsys.readouterr()
+    assert main(["params", "--model", tiny_bert_dir, flag, value]) == 2
+    assert f"{flag} {float(value):g}: a drop probability must be" in capsys.readouterr().err
+
+
+def test_backbone_dropout_reaches_every_backbone_dropout_only(tiny_bert_dir):
+    from ptv2_ds import config as cfg
+    from ptv2_ds.builder import build_model
+    model = build_model(cfg.ParamsArgs(model=tiny_bert_dir, backbone_dropout=0.0,
+                                       head_dropout=0.2), num_outputs=2)
+    inside = [m.p for m in model.backbone.modules() if isinstance(m, torch.nn.Dropout)]
+    assert inside and set(inside) == {0.0}
+    assert model.head.dropout.p == 0.2 and model.deep_prompt.dropout.p == 0.1

@@ -180,3 +180,47 @@ def test_widened_mask_built_once_per_forward(tiny_bert_dir, monkeypatch):
     am = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
     out = enc({"input_ids": ids, "attention_mask": am}, prefix=prompt(2))
     assert len(calls) == 1 and out.shape[:2] == (2, 6)
+
+
+def _forward(backbone, seed: int, prefix) -> torch.Tensor:
+    torch.manual_seed(123)
+    ids = torch.randint(5, 90, (2, 7))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    torch.manual_seed(seed)
+    return backbone(batch, prefix=prefix)
+
+
+@pytest.mark.parametrize("mode", ["fast", "torch"])
+def test_backbone_dropout_zero_makes_training_mode_deterministic(dropout_bert_dir, mode):
+    """--backbone-dropout 0: every dropout of the encoder (embeddings, attention, hidden) is
+    off, so a training-mode forward is the eval-mode forward; the prefix keeps its own."""
+    from ptv2_ds.backbones.hf import HFEncoder
+    from ptv2_ds.prompts import DeepPrompt
+    fd.set_cpu_dropout(mode)
+    enc = HFEncoder(dropout_bert_dir).train()
+    prompt = DeepPrompt(enc.prefix_shape, 3, tuple(range(enc.prefix_shape.num_layers)),
+                        dropout=0.0)
+    prefix = prompt(2)
+    assert not torch.allclose(_forward(enc, 0, prefix), _forward(enc, 1, prefix))  # on
+    assert enc.set_dropout(0.0) == sum(isinstance(m, torch.nn.Dropout) for m in enc.modules())
+    train_out = _forward(enc, 0, prefix)
+    assert torch.equal(train_out, _forward(enc, 1, prefix))
+    assert torch.allclose(train_out, _forward(enc.eval(), 0, prefix), atol=1e-6)
+
+
+def test_glm_attention_dropout_follows_its_module(tiny_glm_dir):
+    """GLM's fused attention reads p from its dropout module: setting the module's p (as
+    Backbone.set_dropout does) turns attention dropout on and off."""
+    from ptv2_ds.backbones.glm import GLMBackbone
+    glm = GLMBackbone(tiny_glm_dir).train()  # the tiny GLM is made with every dropout 0
+    ids = torch.randint(5, 900, (2, 7))
+    batch = glm.collate([glm.encode(row.tolist(), None, 16) for row in ids])
+    torch.manual_seed(0)
+    reference = glm(batch)
+    for layer in glm.model.transformer.layers:
+        layer.attention.attention_dropout.p = 0.5  # attention only
+    torch.manual_seed(0)
+    assert not torch.allclose(glm(batch), reference)
+    assert glm.set_dropout(0.0) > 0
+    torch.manual_seed(1)
+    assert torch.equal(glm(batch), reference)
