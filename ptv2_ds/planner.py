@@ -79,6 +79,9 @@ class PlanArgs:
                                        "activation checkpointing (recompute each layer in the "
                                        "backward pass); the default follows `ptv2 train`'s "
                                        "--gradient-checkpointing, so plan and train agree")
+    backbone_dropout: float | None = opt(None, "as ptv2 train's --backbone-dropout: 0 = no "
+                                               "dropout inside the backbone, so no masks are "
+                                               "stored; default: on (the checkpoint's)")
     attention: str = opt("sdpa", "attention kernel: sdpa (memory-efficient, stores no "
                                  "S x (S+P) scores; the toolkit's default) or explicit "
                                  "(THUDM's arithmetic, stores them)", ["sdpa", "explicit"])
@@ -433,6 +436,7 @@ def activation_memory(shape: ModelShape, args: PlanArgs, checkpointing: bool,
     s = args.seq_len + (P if args.method == "prompt" else 0)   # shallow prompt = extra tokens
     selected = set(layers or ()) if args.method == "ptv2" else set()
     trainable = args.method == "finetune"
+    dropout = args.backbone_dropout != 0
     # Autograd only goes through layers whose input or weights need a gradient: with a frozen
     # backbone and prefixes only in the top layers, the layers below store nothing.
     if args.method == "ptv2":
@@ -442,7 +446,8 @@ def activation_memory(shape: ModelShape, args: PlanArgs, checkpointing: bool,
     grad_layers = list(range(first, shape.num_layers))
     per_layer = [layer_activation_bytes(s=s, p=P if i in selected else 0, b=b, h=h,
                                         inter=inter, heads=a, e=e, attention=args.attention,
-                                        weights_trainable=trainable) for i in grad_layers]
+                                        weights_trainable=trainable, dropout=dropout)
+                 for i in grad_layers]
     per_layer_max = max(per_layer, default=0)
     if not grad_layers:
         return Activations(0, 0, 0, 0, 0, 0)
@@ -461,7 +466,7 @@ def activation_memory(shape: ModelShape, args: PlanArgs, checkpointing: bool,
     # view that keeps the whole output alive), the embedding-dropout mask (only when the
     # embeddings' output needs a gradient), the boolean masks [B,1,S,S] and [B,1,S,P+S]
     other = 2 * s * b * h * e + b * s * s + (b * s * (s + P) if selected and P else 0)
-    if args.method in ("prompt", "finetune"):
+    if args.method in ("prompt", "finetune") and dropout:
         other += s * b * h
     return Activations(stored, recompute, transient, other, len(grad_layers), per_layer_max)
 
@@ -700,8 +705,10 @@ def _plan(args: PlanArgs, shape: ModelShape | None, suggest: bool) -> Plan:
                      "(max_position_embeddings)")
     if args.ds_config:
         notes.append(f"ZeRO buffer / live-parameter settings read from {args.ds_config}")
-    notes.append("dropout is assumed on (1-byte masks, as CUDA's fused dropout stores them); "
-                 "terms are summed, so the total is an upper bound on the peak")
+    notes.append(("dropout is assumed on (1-byte masks, as CUDA's fused dropout stores them)"
+                  if args.backbone_dropout != 0 else "no dropout inside the backbone "
+                  "(--backbone-dropout 0): no masks stored")
+                 + "; terms are summed, so the total is an upper bound on the peak")
 
     value = {t.key: t.bytes for t in terms}
     result = Plan(args=args, shape=shape, world_size=r.W, element_bytes=r.e, budget=budget,

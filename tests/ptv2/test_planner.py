@@ -292,6 +292,20 @@ def test_layer_formula_matches_what_autograd_saves(trainable, impl, prefix_len):
     assert measured == pytest.approx(expected + layernorm_stats, rel=0.01)
 
 
+@pytest.mark.parametrize("method", ["ptv2", "finetune"])
+def test_backbone_dropout_zero_stores_no_masks(method):
+    """--backbone-dropout 0: the two 1-byte hidden-dropout masks of every layer autograd goes
+    through (and, with a trainable embedding output, the embedding-dropout mask) are gone."""
+    on, off = glm10b(method=method), glm10b(method=method, backbone_dropout=0.0)
+    shape = model_shape(on.model)
+    a_on = activation_memory(shape, on, checkpointing=False, layers=tuple(range(48)))
+    a_off = activation_memory(shape, off, checkpointing=False, layers=tuple(range(48)))
+    s, b, h = on.seq_len, on.micro_batch, shape.hidden_size
+    assert a_on.stored - a_off.stored == shape.num_layers * 2 * s * b * h
+    assert a_on.other - a_off.other == (s * b * h if method == "finetune" else 0)
+    assert "no dropout inside the backbone" in " ".join(plan(off).notes)
+
+
 # ---- whole plans -----------------------------------------------------------------------------
 
 def test_glm10b_on_two_nodes_of_eight_40GB_gpus_fits():
