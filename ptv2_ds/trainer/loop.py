@@ -263,7 +263,9 @@ class _Recipe:
             return
         args, counts, names, multi = self.args, self.counts, self.names, self.multi
         print(f"[ptv2] task={','.join(names)} method={args.method} backbone={args.model} "
-              f"precision={self.precision} world_size={self.world} zero_stage={self.stage}")
+              f"precision={self.precision} world_size={self.world} zero_stage={self.stage}"
+              + (f" backbone_dropout={args.backbone_dropout:g}"
+                 if args.backbone_dropout is not None else ""))
         print(f"[ptv2] trainable {counts['trainable_params']:,} / backbone "
               f"{counts['backbone_params']:,} parameters ({100 * counts['trainable_ratio']:.3f}%)")
         for n in names:

@@ -277,3 +277,18 @@ def test_backbone_dropout_reaches_every_backbone_dropout_only(tiny_bert_dir):
     inside = [m.p for m in model.backbone.modules() if isinstance(m, torch.nn.Dropout)]
     assert inside and set(inside) == {0.0}
     assert model.head.dropout.p == 0.2 and model.deep_prompt.dropout.p == 0.1
+
+
+def test_backbone_dropout_is_announced_and_part_of_the_run(tmp_path, tiny_bert_dir, sst2_tiny,
+                                                          capsys):
+    out = tmp_path / "bd0"
+    capsys.readouterr()
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "3",
+                           "--backbone-dropout", "0")) == 0
+    assert "zero_stage=0 backbone_dropout=0\n" in capsys.readouterr().out
+    # resuming with the checkpoint's dropout is the same run; another value is refused
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "4")) == 2
+    assert "backbone_dropout" in capsys.readouterr().err
+    assert main(train_args(tiny_bert_dir, sst2_tiny, out, "--max-steps", "4",
+                           "--backbone-dropout", "0")) == 0
+    assert "resumed from" in capsys.readouterr().out
