@@ -120,6 +120,10 @@ class TrainArgs(ModelArgs, DataArgs):
     precision: str = opt("auto", "auto (as the DeepSpeed config says, else fp32), fp32, bf16 "
                                  "or fp16 (GPU only)", ["auto", "fp32", "bf16", "fp16"])
     # None = "task default": resolved from ptv2_ds/recipes.py when TrainArgs is made
+    prefix_dropout: float | None = opt(None, "dropout on the prefix keys/values while "
+                                             "training; default: per task and method "
+                                             "(ptv2_ds/recipes.py), else 0.1 (the official "
+                                             "code's)")
     prefix_len: int | None = opt(None, "prompt length P (prefix positions per layer for ptv2, "
                                        "prompt tokens for --method prompt); default: per task "
                                        "(ptv2_ds/recipes.py), else 16")

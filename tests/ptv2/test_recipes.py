@@ -23,10 +23,11 @@ def test_task_defaults_fill_only_what_the_user_left_unset(tmp_path):
     assert (args.epochs, args.lr, args.prefix_len, args.batch_size, args.max_seq_len) == \
         (60.0, 1e-2, 20, 32, 128)
     # the default model (MiniLM) declares mean pooling: --head auto means mean
-    # no prefix_init rule for rte: random, the plain default, not reported as a task default
-    assert args.prefix_init == "random"
+    # no prefix_init / prefix_dropout rule for rte: the plain defaults, not reported as task
+    # defaults
+    assert (args.prefix_init, args.prefix_dropout) == ("random", 0.1)
     assert [a["name"] for a in args.task_defaults] == \
-        [f for f in recipes.FIELDS if f != "prefix_init"] + ["head"]
+        [f for f in recipes.FIELDS if f not in recipes.UNRULED] + ["head"]
     assert all("rte_bert" in a["source"] for a in args.task_defaults[:-1])
 
     flags = parsed("--task", "rte", "--epochs", "5", "--lr", "3e-3")
@@ -53,6 +54,16 @@ def test_method_specific_and_generic_defaults():
     cb = cfg.TrainArgs(task="cb")  # no rule: generic values; lr and length left to the trainer
     assert (cb.epochs, cb.batch_size, cb.prefix_len, cb.lr, cb.max_seq_len) == \
         (3.0, 32, 16, None, None)
+
+
+def test_conll04_ptv2_trains_its_prefix_without_dropout_by_default():
+    ptv2 = cfg.TrainArgs(task="conll04")
+    assert ptv2.prefix_dropout == 0.0 and recipes.is_task_default(ptv2, "prefix_dropout")
+    assert "prefix_dropout=0 (measured" in recipes.describe(ptv2.task_defaults, "ptv2")
+    # the user's value, the other methods and the other tasks keep the official 0.1
+    assert cfg.TrainArgs(task="conll04", prefix_dropout=0.1).prefix_dropout == 0.1
+    assert cfg.TrainArgs(task="conll04", method="prompt").prefix_dropout == 0.1
+    assert cfg.TrainArgs(task="sst2").prefix_dropout == 0.1
 
 
 def test_prefix_init_default_steps_aside_where_it_cannot_apply():
