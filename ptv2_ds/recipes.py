@@ -82,9 +82,9 @@ RULES: list[Rule] = [
          "0.7700 / 0.7736 best dev F1 vs random's 0.7568 / 0.7654 (seeds 42 / 1, "
          "benchmarks/conll04_seeds.yaml, docs/RESULTS.md)", prefix_init="activations"),
     rule("conll04", "ptv2", "measured: without prefix dropout ptv2 came within 1 point of "
-         "finetune's best at epoch 14 / 10 instead of 17 / 13 (seeds 1 / 2; best 0.7777 vs "
-         "0.7736 at seed 1), PEFT prefix tuning at 14 / 14 (docs/RESULTS.md, CoNLL-04 time "
-         "to quality)", prefix_dropout=0.0),
+         "finetune's best at epoch 14 / 10 instead of 17 / 13 and reached 0.7777 / 0.7733 "
+         "instead of 0.7736 / 0.7670 (seeds 1 / 2; docs/RESULTS.md, CoNLL-04 time to "
+         "quality)", prefix_dropout=0.0),
     rule("conll04", "finetune", "measured: benchmarks/conll04_methods.sh lr; issue 13 cites "
          "0.781 F1 for finetune after 10-20 epochs at this scale", lr=5e-5, epochs=10.0),
     rule("ontonotes", PROMPT_METHODS, "official: the ontonotes_bert script "
