@@ -30,6 +30,7 @@ Outputs in output_dir: summary.csv (one row per run), summary.md (best score per
 """
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import hashlib
@@ -333,20 +334,58 @@ def status(run: Run) -> str:
     return "unfinished" if (run.dir / "metrics.json").exists() or state else "pending"
 
 
-def stale_differences(run: Run) -> list[str]:
-    """For a finished run: the options it was run with that differ from the YAML's now."""
-    if not is_finished(run) or not (run.dir / RUN_FILE).is_file():
+def recorded_run_config(run: Run) -> dict | None:
+    """The run configuration the trainer stored with the run's newest complete checkpoint
+    (every option as it resolved them: per-task defaults, lr, precision), or None."""
+    from .trainer import checkpointing
+
+    directory = run.dir / "checkpoints"
+    tag = checkpointing.find_resume_tag(directory)
+    return None if tag is None else read_json(directory / tag / checkpointing.RUN_CONFIG)
+
+
+def expected_run_config(args: cfg.TrainArgs, recorded: dict) -> dict:
+    """The run configuration ``ptv2 train`` would store for ``args`` (resolved TrainArgs) in
+    the world ``recorded`` ran in (ranks, ZeRO stage and an "auto" precision are decided at
+    run time, from the launcher and the DeepSpeed file)."""
+    from . import recipes
+    from .builder import DEFAULT_LR
+    from .trainer import checkpointing
+
+    args = copy.copy(args)  # prefix_init_for_zero_stage may change it
+    zero_stage = recorded.get("zero_stage", 0)
+    recipes.prefix_init_for_zero_stage(args, zero_stage)
+    return checkpointing.make_run_config(
+        args, world_size=recorded.get("world_size", 1), zero_stage=zero_stage,
+        lr=args.lr if args.lr is not None else DEFAULT_LR[args.method],
+        precision=recorded.get("precision") if args.precision == "auto" else args.precision)
+
+
+def stale_differences(run: Run, args: cfg.TrainArgs) -> list[str]:
+    """For a run that finished, or stopped after writing a checkpoint: the settings it ran
+    with that differ from what the YAML gives now (``args``: its resolved options). Compared
+    as the trainer resolved them when a checkpoint recorded that, so a changed per-task default
+    counts and pinning an option to the value the run already had does not; a finished run
+    without checkpoints is compared by the options of its run.yaml."""
+    finished = is_finished(run)
+    recorded = recorded_run_config(run)
+    if recorded is not None:
+        where = "finished run" if finished else "checkpoint"
+        expected = expected_run_config(args, recorded)
+        missing = "(not recorded)"
+        return [f"{key}: {recorded.get(key, missing)!r} ({where}) vs "
+                f"{expected.get(key, missing)!r} (now)"
+                for key in sorted((set(recorded) | set(expected)) - HARMLESS - {"output_dir"})
+                if recorded.get(key, missing) != expected.get(key, missing)]
+    if not finished or not (run.dir / RUN_FILE).is_file():
         return []
     try:
         saved = yaml.safe_load((run.dir / RUN_FILE).read_text()) or {}
     except yaml.YAMLError:
         return []
-    lines = []
-    for key in sorted((set(saved) | set(run.options)) - HARMLESS - {"output_dir"}):
-        if saved.get(key) != run.options.get(key):
-            lines.append(f"{key}: {saved.get(key)!r} (finished run) vs "
-                         f"{run.options.get(key)!r} (now)")
-    return lines
+    return [f"{key}: {saved.get(key)!r} (finished run) vs {run.options.get(key)!r} (now)"
+            for key in sorted((set(saved) | set(run.options)) - HARMLESS - {"output_dir"})
+            if saved.get(key) != run.options.get(key)]
 
 
 def train_command(run: Run) -> list[str]:
@@ -442,11 +481,13 @@ def run_sweep(path: str, *, dry_run: bool = False, summarize_only: bool = False,
                         f"no run of {sweep.path} matches")
     resolved = {run.name: cfg.TrainArgs(**{k: v for k, v in run.options.items()})
                 for run in sweep.runs}  # every run's options make a valid TrainArgs
-    stale = {run.name: d for run in sweep.runs if (d := stale_differences(run))}
-    if stale and not summarize_only:
+    stale = {} if summarize_only else {
+        run.name: d for run in sweep.runs if (d := stale_differences(run, resolved[run.name]))}
+    if stale:
         lines = [f"  {name}: " + "; ".join(d) for name, d in stale.items()]
-        raise UserError(f"{sweep.path}: {len(stale)} finished run(s) in {sweep.output_dir} were "
-                        "run with other options than the YAML now gives:\n" + "\n".join(lines)
+        raise UserError(f"{sweep.path}: {len(stale)} run(s) in {sweep.output_dir} (finished, or "
+                        "stopped after a checkpoint) were run with other settings than the YAML "
+                        "now gives:\n" + "\n".join(lines)
                         + "\ndelete those run directories to rerun them, or choose another "
                           "output_dir")
     todo = [run for run in selected if not is_finished(run)]

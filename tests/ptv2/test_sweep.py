@@ -3,6 +3,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ptv2_ds import recipes
 from ptv2_ds.cli.main import main
 from ptv2_ds.errors import UserError
 from ptv2_ds.sweep import load_sweep, mean_std, run_name, run_sweep
@@ -251,6 +253,45 @@ def test_tiny_real_sweep_summary_resume_and_stale_options(tmp_path, tiny_bert_di
     assert main(["sweep", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "seed=1: lr: 0.01 (finished run) vs 0.02 (now)" in err
+
+
+def test_stale_check_compares_the_settings_the_trainer_resolved(tmp_path, tiny_bert_dir,
+                                                                 sst2_tiny, capsys, monkeypatch):
+    out = tmp_path / "runs"
+    path = write(tmp_path, TINY.format(out=out, model=tiny_bert_dir, **sst2_tiny))
+    assert main(["sweep", "--config", str(path)]) == 0
+    # pinning an option to the value the runs already resolved it to changes nothing
+    path.write_text(path.read_text().replace("  lr: 1e-2\n", "  lr: 1e-2\n  prefix_dropout: 0.1\n"
+                                             "  prefix_init: random\n"))
+    capsys.readouterr()
+    assert main(["sweep", "--config", str(path)]) == 0
+    assert "(2 finished, 0 to run)" in capsys.readouterr().out
+    # a per-task default that changed since the runs finished makes them stale, though no
+    # option of the YAML changed
+    path.write_text(path.read_text().replace("  prefix_dropout: 0.1\n", ""))
+    monkeypatch.setitem(recipes.UNRULED, "prefix_dropout", 0.0)
+    assert main(["sweep", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "2 run(s) in" in err
+    assert "seed=1: prefix_dropout: 0.1 (finished run) vs 0.0 (now)" in err
+    # an unfinished run with a checkpoint is checked before it is resumed
+    monkeypatch.setitem(recipes.UNRULED, "prefix_dropout", 0.1)
+    metrics = json.loads((out / "seed=2" / "metrics.json").read_text())
+    (out / "seed=2" / "metrics.json").write_text(json.dumps({**metrics, "final": None}))
+    path.write_text(path.read_text().replace("lr: 1e-2", "lr: 2e-2"))
+    assert main(["sweep", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "seed=2: lr: 0.01 (checkpoint) vs 0.02 (now)" in err
+    assert "seed=1: lr: 0.01 (finished run) vs 0.02 (now)" in err
+    # without checkpoints a finished run is compared by its run.yaml
+    path.write_text(path.read_text().replace("lr: 2e-2", "lr: 1e-2"))
+    (out / "seed=2" / "metrics.json").write_text(json.dumps(metrics))
+    shutil.rmtree(out / "seed=1" / "checkpoints")
+    path.write_text(path.read_text().replace("max_steps: 2", "max_steps: 3"))
+    assert main(["sweep", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "seed=1: max_steps: 2 (finished run) vs 3 (now)" in err
+    assert "seed=2: max_steps: 2 (finished run) vs 3 (now)" in err
 
 
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, tiny_bert_dir, sst2_tiny,
