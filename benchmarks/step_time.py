@@ -18,7 +18,11 @@ too.
 
 Expectation: a frozen backbone skips the weight-gradient half of the backward pass (and the
 optimizer over the backbone), so ptv2/finetune should be about (1 + 1) / (1 + 2) = 0.67 when
-forward : input-grad : weight-grad costs are 1 : 1 : 1.
+forward : input-grad : weight-grad costs are 1 : 1 : 1. The table gives the counted matrix-
+product FLOPs of each step next to its time (ptv2's attention is P columns wider and its
+bottom layer needs no input gradient, so its count is 0.68 of finetune's at 32 x 128, P = 16):
+time ratio above FLOP ratio = work other than matrix products (dropout masks, softmax, GELU,
+LayerNorm, copies, optimizer), or products running at a lower rate.
 """
 from __future__ import annotations
 
@@ -95,6 +99,16 @@ def make_step(method: str, args):
     return step, sum(p.numel() for p in trainable)
 
 
+def step_flops(step) -> int:
+    """Floating-point operations of one call of ``step`` counted by PyTorch's FlopCounterMode:
+    the matrix products (linear layers, attention), i.e. what the frozen backbone saves on."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -118,10 +132,11 @@ def main(argv=None) -> int:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
         return 0
     steps, trainable, measurements, peak = {}, {}, {m: [] for m in methods}, {}
+    flops = {}
     for method in methods:
         steps[method], trainable[method] = make_step(method, args)
         steps[method]()  # warm-up (allocations, optimizer state)
-        steps[method]()
+        flops[method] = step_flops(steps[method])  # also the second warm-up step
     cuda = args.device.startswith("cuda")
     for r in range(args.rounds):
         for method in (methods if r % 2 == 0 else methods[::-1]):
@@ -138,8 +153,10 @@ def main(argv=None) -> int:
         m = benchmark.Measurement.merge(measurements[method])[0]
         rows.append({"method": method, "trainable": trainable[method],
                      "median_ms": m.median * 1e3, "iqr_ms": m.iqr * 1e3,
+                     "gflop": flops[method] / 1e9,
                      **({"peak_cuda_mib": peak[method] / 2**20} if cuda else {})})
     base = next((r["median_ms"] for r in rows if r["method"] == "finetune"), None)
+    base_gflop = next((r["gflop"] for r in rows if r["method"] == "finetune"), None)
     dropout = ("backbone dropout off" if args.backbone_dropout == 0 else
                f"dropout on ({args.cpu_dropout} CPU masks"
                + (f", backbone p = {args.backbone_dropout:g})" if args.backbone_dropout
@@ -148,14 +165,19 @@ def main(argv=None) -> int:
           f"{args.device} {args.precision}, {torch.get_num_threads()} threads, {dropout}, "
           f"{args.rounds} rounds x {args.steps} steps, "
           f"torch {torch.__version__}")
-    print(f"{'method':9s} {'trainable':>12s} {'median ms':>10s} {'IQR ms':>8s} {'vs ft':>6s}"
-          + ("  peak CUDA MiB" if cuda else ""))
+    print(f"{'method':9s} {'trainable':>12s} {'median ms':>10s} {'IQR ms':>8s} {'vs ft':>6s} "
+          f"{'GFLOP':>7s} {'vs ft':>6s} {'GFLOP/s':>8s}" + ("  peak CUDA MiB" if cuda else ""))
     for r in rows:
         r["vs_finetune"] = r["median_ms"] / base if base else None
+        r["gflop_vs_finetune"] = r["gflop"] / base_gflop if base_gflop else None
         ratio = f"{r['vs_finetune']:.2f}" if base else "-"
+        flop_ratio = f"{r['gflop_vs_finetune']:.2f}" if base_gflop else "-"
         print(f"{r['method']:9s} {r['trainable']:12,d} {r['median_ms']:10.1f} "
-              f"{r['iqr_ms']:8.1f} {ratio:>6s}"
+              f"{r['iqr_ms']:8.1f} {ratio:>6s} {r['gflop']:7.1f} {flop_ratio:>6s} "
+              f"{r['gflop'] / (r['median_ms'] / 1e3):8.1f}"
               + (f"  {r['peak_cuda_mib']:.0f}" if cuda else ""))
+    print("GFLOP: matrix products of one step (torch.utils.flop_counter); their ratio is what "
+          "a step would cost if nothing else took time")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     return 0
