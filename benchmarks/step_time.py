@@ -6,7 +6,7 @@
     python benchmarks/step_time.py --device cuda --precision fp16 --rounds 20
     python benchmarks/step_time.py --cpu-dropout torch   # PyTorch's own dropout masks
     python benchmarks/step_time.py --backbone-dropout 0  # the opt-in dropout-free backbone
-    python benchmarks/step_time.py --profile ptv2        # top operators of one method's step
+    python benchmarks/step_time.py --profile --methods finetune,ptv2   # where the time goes
 
 A step is what the trainer does per micro-batch, without DeepSpeed: forward, cross-entropy,
 backward, AdamW over ``model.trainable_parameters()``, zero_grad, in training mode (dropout
@@ -61,8 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2, help="steps per method per round")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--profile", choices=METHODS, default=None,
-                   help="instead of timing, print the top operators of this method's step")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of timing, profile the methods' steps (interleaved, --rounds x "
+                   "--steps each) and print, per step, the time and FLOP rate of the matrix "
+                   "products and the largest other operators")
     p.add_argument("--json", default=None, help="also write the results here")
     return p.parse_args(argv)
 
@@ -99,14 +101,73 @@ def make_step(method: str, args):
     return step, sum(p.numel() for p in trainable)
 
 
-def step_flops(step) -> int:
-    """Floating-point operations of one call of ``step`` counted by PyTorch's FlopCounterMode:
-    the matrix products (linear layers, attention), i.e. what the frozen backbone saves on."""
-    from torch.utils.flop_counter import FlopCounterMode
+# operators whose FLOPs are counted: linear layers (addmm forward, mm backward), attention
+# (bmm, or SDPA's fused CPU kernel, which runs when attention dropout is off)
+FUSED_ATTENTION = ("_scaled_dot_product_flash_attention_for_cpu",
+                   "_scaled_dot_product_flash_attention_for_cpu_backward")
+MATRIX_PRODUCTS = ("addmm", "mm", "bmm") + FUSED_ATTENTION
 
-    with FlopCounterMode(display=False) as counter:
+
+def step_flops(step) -> dict[str, int]:
+    """Floating-point operations of one call of ``step`` per operator of ``MATRIX_PRODUCTS``,
+    counted by PyTorch's FlopCounterMode, i.e. what a frozen backbone saves on. The fused CPU
+    attention kernel is counted with PyTorch's SDPA formulas (the counter knows only the GPU
+    kernels); its backward recomputes the scores, so it counts 5 products where bmm counts 4."""
+    from torch.utils import flop_counter
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+    fused = [getattr(torch.ops.aten, name) for name in FUSED_ATTENTION]
+    with flop_counter.FlopCounterMode(display=False, custom_mapping={
+            fused[0]: forward, fused[1]: backward}) as counter:
         step()
-    return counter.get_total_flops()
+    return {str(op).split(".")[-1]: n for op, n in counter.get_flop_counts()["Global"].items()}
+
+
+def profile(methods: list[str], args) -> int:
+    """Self time per operator of each method's step under torch.profiler (methods taking
+    turns, --rounds x --steps steps each), the matrix products next to their counted FLOPs."""
+    from collections import Counter
+
+    steps, flops = {}, {}
+    seconds, count = {m: Counter() for m in methods}, dict.fromkeys(methods, 0)
+    for method in methods:
+        steps[method], _ = make_step(method, args)
+        steps[method]()
+        flops[method] = step_flops(steps[method])
+    for r in range(args.rounds):
+        for method in (methods if r % 2 == 0 else methods[::-1]):
+            with torch.profiler.profile() as prof:
+                for _ in range(args.steps):
+                    steps[method]()
+                sync(args.device)
+            for event in prof.key_averages():
+                seconds[method][event.key.split("::")[-1]] += event.self_cpu_time_total / 1e6
+            count[method] += args.steps
+    print(f"{args.model}: batch {args.batch_size} x {args.seq_len}, P = {args.prefix_len}, "
+          f"{torch.get_num_threads()} threads; self CPU seconds per step over "
+          f"{args.rounds} rounds x {args.steps} steps (profiler overhead included)")
+    for method in methods:
+        per_step = {op: t / count[method] for op, t in seconds[method].items()}
+        products = sum(per_step.get(op, 0.0) for op in MATRIX_PRODUCTS)
+        rest = sorted(((t, op) for op, t in per_step.items() if op not in MATRIX_PRODUCTS),
+                      reverse=True)
+        print(f"{method:9s} step {sum(per_step.values()):.3f} s = matrix products "
+              f"{products:.3f} s + other {sum(t for t, _ in rest):.3f} s")
+        for op in MATRIX_PRODUCTS:
+            t, gflop = per_step.get(op, 0.0), flops[method].get(op, 0) / 1e9
+            if not (t or gflop):
+                continue
+            name = {FUSED_ATTENTION[0]: "fused attention",
+                    FUSED_ATTENTION[1]: "fused attention backward"}.get(op, op)
+            print(f"    {name:6s} {t:.3f} s {gflop:9.4g} GFLOP "
+                  f"{gflop / t if t else 0.0:6.1f} GFLOP/s")
+        print("    other: " + ", ".join(f"{op} {t:.3f}" for t, op in rest[:10]))
+    return 0
 
 
 def sync(device: str) -> None:
@@ -123,20 +184,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.profile:
-        step, _ = make_step(args.profile, args)
-        step(), step()
-        with torch.profiler.profile() as prof:
-            for _ in range(args.steps):
-                step()
-            sync(args.device)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
-        return 0
+        return profile(methods, args)
     steps, trainable, measurements, peak = {}, {}, {m: [] for m in methods}, {}
     flops = {}
     for method in methods:
         steps[method], trainable[method] = make_step(method, args)
         steps[method]()  # warm-up (allocations, optimizer state)
-        flops[method] = step_flops(steps[method])  # also the second warm-up step
+        flops[method] = sum(step_flops(steps[method]).values())  # also a warm-up step
     cuda = args.device.startswith("cuda")
     for r in range(args.rounds):
         for method in (methods if r % 2 == 0 else methods[::-1]):
@@ -173,7 +227,7 @@ def main(argv=None) -> int:
         ratio = f"{r['vs_finetune']:.2f}" if base else "-"
         flop_ratio = f"{r['gflop_vs_finetune']:.2f}" if base_gflop else "-"
         print(f"{r['method']:9s} {r['trainable']:12,d} {r['median_ms']:10.1f} "
-              f"{r['iqr_ms']:8.1f} {ratio:>6s} {r['gflop']:7.1f} {flop_ratio:>6s} "
+              f"{r['iqr_ms']:8.1f} {ratio:>6s} {r['gflop']:7.4g} {flop_ratio:>6s} "
               f"{r['gflop'] / (r['median_ms'] / 1e3):8.1f}"
               + (f"  {r['peak_cuda_mib']:.0f}" if cuda else ""))
     print("GFLOP: matrix products of one step (torch.utils.flop_counter); their ratio is what "
