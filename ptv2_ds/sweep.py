@@ -337,9 +337,11 @@ def status(run: Run) -> str:
 def recorded_run_config(run: Run) -> dict | None:
     """The run configuration the trainer stored with the run's newest complete checkpoint
     (every option as it resolved them: per-task defaults, lr, precision), or None."""
-    from .trainer import checkpointing
-
     directory = run.dir / "checkpoints"
+    if not directory.is_dir():
+        return None
+    from .trainer import checkpointing  # imports DeepSpeed: only when there is a checkpoint
+
     tag = checkpointing.find_resume_tag(directory)
     return None if tag is None else read_json(directory / tag / checkpointing.RUN_CONFIG)
 
