@@ -10,6 +10,11 @@ from .tasks import Task
 DEFAULT_LR = {"ptv2": 5e-3, "prompt": 1e-2, "finetune": 2e-5}
 
 
+def learning_rate(args) -> float:
+    """The rate a run trains at: ``--lr`` (or its per-task default), else the method's."""
+    return args.lr if args.lr is not None else DEFAULT_LR[args.method]
+
+
 def prompt_settings(args) -> PromptSettings:
     return PromptSettings(method=args.method, prefix_len=args.prefix_len, reparam=args.reparam,
                           prefix_hidden=args.prefix_hidden, prefix_dropout=args.prefix_dropout,

@@ -351,7 +351,7 @@ def expected_run_config(args: cfg.TrainArgs, recorded: dict) -> dict:
     the world ``recorded`` ran in (ranks, ZeRO stage and an "auto" precision are decided at
     run time, from the launcher and the DeepSpeed file)."""
     from . import recipes
-    from .builder import DEFAULT_LR
+    from .builder import learning_rate
     from .trainer import checkpointing
 
     args = copy.copy(args)  # prefix_init_for_zero_stage may change it
@@ -359,7 +359,7 @@ def expected_run_config(args: cfg.TrainArgs, recorded: dict) -> dict:
     recipes.prefix_init_for_zero_stage(args, zero_stage)
     return checkpointing.make_run_config(
         args, world_size=recorded.get("world_size", 1), zero_stage=zero_stage,
-        lr=args.lr if args.lr is not None else DEFAULT_LR[args.method],
+        lr=learning_rate(args),
         precision=recorded.get("precision") if args.precision == "auto" else args.precision)
 
 
@@ -372,22 +372,22 @@ def stale_differences(run: Run, args: cfg.TrainArgs) -> list[str]:
     finished = is_finished(run)
     recorded = recorded_run_config(run)
     if recorded is not None:
-        where = "finished run" if finished else "checkpoint"
-        expected = expected_run_config(args, recorded)
-        missing = "(not recorded)"
-        return [f"{key}: {recorded.get(key, missing)!r} ({where}) vs "
-                f"{expected.get(key, missing)!r} (now)"
-                for key in sorted((set(recorded) | set(expected)) - HARMLESS - {"output_dir"})
-                if recorded.get(key, missing) != expected.get(key, missing)]
+        return _differences(recorded, expected_run_config(args, recorded),
+                            "finished run" if finished else "checkpoint", "(not recorded)")
     if not finished or not (run.dir / RUN_FILE).is_file():
         return []
     try:
         saved = yaml.safe_load((run.dir / RUN_FILE).read_text()) or {}
     except yaml.YAMLError:
         return []
-    return [f"{key}: {saved.get(key)!r} (finished run) vs {run.options.get(key)!r} (now)"
-            for key in sorted((set(saved) | set(run.options)) - HARMLESS - {"output_dir"})
-            if saved.get(key) != run.options.get(key)]
+    return _differences(saved, run.options, "finished run", None)
+
+
+def _differences(then: dict, now: dict, where: str, missing) -> list[str]:
+    """``key: value (where) vs value (now)`` for every key that may change a run's result."""
+    return [f"{key}: {then.get(key, missing)!r} ({where}) vs {now.get(key, missing)!r} (now)"
+            for key in sorted((set(then) | set(now)) - HARMLESS - {"output_dir"})
+            if then.get(key, missing) != now.get(key, missing)]
 
 
 def train_command(run: Run) -> list[str]:

@@ -27,7 +27,7 @@ from .. import recipes
 from ..artifacts import StreamedArtifact, save_artifact
 from ..inference import init_from_artifact
 from ..prompts.init import check_prefix_init, init_prompt_from
-from ..builder import DEFAULT_LR, build_model
+from ..builder import build_model, learning_rate
 from ..config import TrainArgs
 from ..errors import UserError
 from ..tasks import Task, build_task, load_splits
@@ -145,7 +145,7 @@ class _Recipe:
         """The DeepSpeed config first: ZeRO-3 decides how the backbone is built."""
         args = self.args
         self.precision = resolve_precision(self.ds_file_config, args.precision)
-        self.lr = args.lr if args.lr is not None else DEFAULT_LR[args.method]
+        self.lr = learning_rate(args)
         self.ds_config = fill_ds_config(
             self.ds_file_config, micro_batch=args.batch_size, grad_accum=args.grad_accum,
             world_size=self.world, lr=self.lr, weight_decay=args.weight_decay,
