@@ -134,8 +134,14 @@ class TrainArgs(ModelArgs, DataArgs):
                                  "ptv2_ds/recipes.py, else 5e-3 ptv2, 1e-2 prompt, "
                                  "2e-5 finetune)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
-    warmup_ratio: float = opt(0.0, "share of the optimizer steps used for linear warm-up; "
-                                   "the rate then decays linearly to 0")
+    warmup_ratio: float = opt(0.0, "share of the optimizer steps used for linear warm-up "
+                                   "before --lr-schedule takes over")
+    lr_schedule: str = opt("linear", "how the rate falls after warm-up: linear (to 0 at the "
+                                     "last step) or exponential (times --lr-decay after each "
+                                     "epoch, the official NER/SRL/QA code's schedule)",
+                           ["linear", "exponential"])
+    lr_decay: float = opt(0.95, "--lr-schedule exponential: factor applied to the rate after "
+                                "each epoch (the official code's 0.95)")
     epochs: float | None = opt(None, "training epochs (ignored when --max-steps is set; "
                                      "default: per task and method, ptv2_ds/recipes.py, "
                                      "else 3)")
@@ -170,6 +176,9 @@ class TrainArgs(ModelArgs, DataArgs):
 
     def __post_init__(self):
         check_probabilities(self)
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise UserError(f"--lr-decay {self.lr_decay:g}: the rate's factor per epoch must be "
+                            "above 0 and at most 1")
         # the one place where "task default" (None) becomes a number: every TrainArgs, from
         # flags, YAML or Python, reaches the trainer resolved; task_defaults says what was
         # filled in (not a field: not a flag, not part of a checkpoint's run config)

@@ -50,7 +50,8 @@ IGNORABLE = frozenset({
 
 SINGLE_TASK_DEFAULTS = {"tasks": None, "task_sampling": "proportional", "init_prompt": None}
 # options added later, left out at their defaults so that older checkpoints still resume
-LATER_DEFAULTS = {"cpu_dropout": "fast", "prefix_init": "random", "backbone_dropout": None}
+LATER_DEFAULTS = {"cpu_dropout": "fast", "prefix_init": "random", "backbone_dropout": None,
+                  "lr_schedule": "linear", "lr_decay": 0.95}
 
 # names for keys of the run configuration that are not command-line flags
 _KEY_NAMES = {"world_size": "world size (ranks)", "zero_stage": "ZeRO stage",

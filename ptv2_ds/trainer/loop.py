@@ -39,6 +39,7 @@ from .evaluation import evaluate, predict
 from .guards import (Preempted, StopFlags, TrainingDiverged, claim_output_dir,
                      loss_scale)
 from .monitor import RunLog, gather_peak_memory, zero_report
+from .schedule import lr_multiplier
 
 CHECKPOINTS = "checkpoints"
 MAX_CONSECUTIVE_SKIPS = 50  # fp16 overflow-skipped steps in a row before giving up
@@ -48,15 +49,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def linear_schedule(warmup_steps: int, total_steps: int):
-    """LR multiplier: linear warm-up to 1 over ``warmup_steps``, then linear decay to 0."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-    return factor
 
 
 def task_from_args(args, name: str | None = None) -> Task:
@@ -201,9 +193,10 @@ class _Recipe:
         self.mixture = Mixture(self.train_sets, tasks, backbone, args.batch_size,
                                world=self.world, rank=self.rank, seed=args.seed,
                                sampling=args.task_sampling)
-        steps_per_epoch = max(1, math.ceil(len(self.mixture) / args.grad_accum))
-        self.total_steps = args.max_steps or max(1, math.ceil(args.epochs * steps_per_epoch))
-        self.eval_every = args.eval_every or steps_per_epoch
+        self.steps_per_epoch = max(1, math.ceil(len(self.mixture) / args.grad_accum))
+        self.total_steps = args.max_steps or max(1, math.ceil(args.epochs
+                                                              * self.steps_per_epoch))
+        self.eval_every = args.eval_every or self.steps_per_epoch
 
     def _init_prompt(self) -> None:
         """``--prefix-init vocab/activations``: the prompt from the backbone's own keys/values
@@ -245,7 +238,9 @@ class _Recipe:
             model=self.model, model_parameters=groups, optimizer=optimizer,
             config=self.ds_config,
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
-                opt, linear_schedule(warmup, self.total_steps)))
+                opt, lr_multiplier(args.lr_schedule, warmup_steps=warmup,
+                                   total_steps=self.total_steps,
+                                   steps_per_epoch=self.steps_per_epoch, decay=args.lr_decay)))
         self.device = self.engine.device
         self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best": None,
                       "best_step": None, "history": []}

@@ -8,6 +8,7 @@ import yaml
 from ptv2_ds import config as cfg
 from ptv2_ds import recipes
 from ptv2_ds.cli.main import build_parser, main
+from ptv2_ds.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL = REPO.parent / "shared" / "OFFICIAL_RECIPES.md"
@@ -174,6 +175,10 @@ def test_recipes_match_the_official_scripts():
             (row["prefix_len"], row["batch_size"], row["seed"]), path.name
         assert (args.lr, args.epochs) == (pytest.approx(row["lr"]), row["epochs"]), path.name
         assert args.prefix_dropout == args.head_dropout == row["dropout"], path.name
+        # SuperGLUE: the default linear decay; NER, SRL and QA: ExponentialLR(0.95) per epoch
+        family = build_task(args.task).family
+        expected = ("linear", 0.95) if family == "classification" else ("exponential", 0.95)
+        assert (args.lr_schedule, args.lr_decay) == expected, path.name
 
 
 # ---- --head auto ----------------------------------------------------------------------------
