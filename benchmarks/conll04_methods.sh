@@ -2,9 +2,9 @@
 # CoNLL-04 NER with the offline MiniLM encoder on CPU: finetune vs prompt vs ptv2, best dev F1
 # and wall time of each (docs/RESULTS.md). Usage: bash benchmarks/conll04_methods.sh [OUT]
 # With no variables set each method runs with `ptv2 train`'s own per-task defaults
-# (ptv2_ds/recipes.py: ptv2 P 64, lr 2e-2, 40 epochs, activations init, no prefix dropout;
-# prompt P 16, lr 1e-2, 40 epochs; finetune lr 5e-5, 10 epochs; batch 32; max length 256,
-# longer sentences windowed).
+# (ptv2_ds/recipes.py: ptv2 P 64, lr 2e-2, 40 epochs, batch 8, activations init, no prefix
+# dropout; prompt P 16, lr 1e-2, 40 epochs, batch 32; finetune lr 5e-5, 10 epochs, batch 8;
+# max length 256, longer sentences windowed).
 #   EPOCHS=N       epochs of ptv2 and prompt      FT_EPOCHS=N   epochs of finetune
 #   MAX_LEN=N      --max-seq-len                  METHODS="ptv2 finetune prompt"
 #   EXTRA="..."    more `ptv2 train` flags for every run (e.g. "--prefix-init activations")

@@ -49,9 +49,13 @@ def test_method_specific_and_generic_defaults():
     ft = cfg.TrainArgs(task="sst2", method="finetune")
     assert (ft.lr, ft.epochs, ft.max_seq_len, ft.batch_size) == (3e-5, 3.0, 64, 32)
     ptv2 = cfg.TrainArgs(task="conll04")  # official P 128, overridden by the MiniLM measurement
-    assert (ptv2.prefix_len, ptv2.lr, ptv2.epochs) == (64, 2e-2, 40.0)
-    prompt = cfg.TrainArgs(task="conll04", method="prompt")
-    assert (prompt.prefix_len, prompt.lr, prompt.epochs) == (16, 1e-2, 40.0)
+    assert (ptv2.prefix_len, ptv2.lr, ptv2.epochs, ptv2.batch_size) == (64, 2e-2, 40.0, 8)
+    assert "batch_size=8 (measured" in recipes.describe(ptv2.task_defaults, "ptv2")
+    prompt = cfg.TrainArgs(task="conll04", method="prompt")  # the official batch 32
+    assert (prompt.prefix_len, prompt.lr, prompt.epochs, prompt.batch_size) == \
+        (16, 1e-2, 40.0, 32)
+    assert cfg.TrainArgs(task="conll04", method="finetune").batch_size == 8
+    assert cfg.TrainArgs(task="conll04", method="prompt", batch_size=16).batch_size == 16
     cb = cfg.TrainArgs(task="cb")  # no rule: generic values; lr and length left to the trainer
     assert (cb.epochs, cb.batch_size, cb.prefix_len, cb.lr, cb.max_seq_len) == \
         (3.0, 32, 16, None, None)
